@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Agent, request, type Dispatcher } from 'undici';
 import { startChaosProxy, type ChaosAct } from './lib/chaos-proxy.js';
-import { undoAtExit } from '../test/helpers/processes.js';
+import { descendantsOf, isAlive, undoAtExit } from '../test/helpers/processes.js';
 import { benchDir, freePort, startFleetcache, type BenchProcess } from './lib/processes.js';
 
 const { values: opts } = parseArgs({
@@ -415,38 +415,38 @@ let expectedExit = false;
 const errorLines: string[] = [];
 let errorLineCount = 0;
 
-async function startCache(configFile: string): Promise<void> {
+/**
+ * Starts `fleetcache <args>` on its fixed port, trying again while the port is still held
+ * (a killed cache's last worker lets it go a moment later). An exit while `stopping()`
+ * says no one stops it is a violation named `what`.
+ */
+async function startServer(what: string, args: string[], env: NodeJS.ProcessEnv, stopping: () => boolean): Promise<BenchProcess & { url: string }> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const started = await startFleetcache(['cache', '--config', configFile]);
-      cache = started;
-      expectedExit = false;
-      started.child.stderr!.on('data', (chunk: Buffer) => {
-        appendFileSync(join(dir, 'cache.log'), chunk);
-        for (const line of chunk.toString().split('\n')) {
-          if (!/"level":(50|60)/.test(line)) continue;
-          errorLineCount++;
-          if (errorLines.length < 20) errorLines.push(line.slice(0, 600));
-        }
-      });
+      const started = await startFleetcache(args, env);
       started.child.once('exit', (code, signal) => {
-        if (!expectedExit) violation('cache', `exited on its own (${code ?? signal}): ${started.stderr().slice(-2000)}`);
+        if (!stopping()) violation(what, `exited on its own (${code ?? signal}): ${started.stderr().slice(-2000)}`);
       });
-      return;
+      return started;
     } catch (err) {
-      // the port of a killed cache may still be held by its last worker for a moment
       if (attempt === 20) throw err;
       await sleep(250);
     }
   }
 }
 
-function childrenOf(pid: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
+async function startCache(configFile: string): Promise<void> {
+  const started = await startServer('cache', ['cache', '--config', configFile], {}, () => expectedExit);
+  cache = started;
+  expectedExit = false;
+  started.child.stderr!.on('data', (chunk: Buffer) => {
+    appendFileSync(join(dir, 'cache.log'), chunk);
+    for (const line of chunk.toString().split('\n')) {
+      if (!/"level":(50|60)/.test(line)) continue;
+      errorLineCount++;
+      if (errorLines.length < 20) errorLines.push(line.slice(0, 600));
+    }
+  });
 }
 
 async function killCache(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
@@ -454,13 +454,13 @@ async function killCache(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
   if (running?.child.pid === undefined || running.child.exitCode !== null || running.child.signalCode !== null) return;
   expectedExit = true;
   const exited = new Promise<void>((resolve) => running.child.once('exit', () => resolve()));
-  const workers = childrenOf(running.child.pid);
+  const workers = descendantsOf(running.child.pid);
   if (signal === 'SIGKILL') for (const pid of [running.child.pid, ...workers]) {
     try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ }
   } else process.kill(running.child.pid, 'SIGTERM');
   await exited;
   // the workers of a killed primary: wait until they are gone too
-  for (let i = 0; i < 100 && workers.some((pid) => { try { process.kill(pid, 0); return true; } catch { return false; } }); i++) await sleep(50);
+  for (let i = 0; i < 100 && workers.some(isAlive); i++) await sleep(50);
 }
 
 async function main(): Promise<void> {
@@ -469,19 +469,9 @@ async function main(): Promise<void> {
   const originArgs = ['origin', '--listen', `127.0.0.1:${await freePort()}`, '--data', join(dir, 'origin')];
   let originStopping = false;
   const startOriginProcess = async (): Promise<BenchProcess & { url: string }> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const started = await startFleetcache(originArgs, { FLEETCACHE_LOG_LEVEL: 'warn' });
-        originStopping = false;
-        started.child.once('exit', (code, signal) => {
-          if (!originStopping) violation('origin', `exited on its own (${code ?? signal}): ${started.stderr().slice(-2000)}`);
-        });
-        return started;
-      } catch (err) {
-        if (attempt === 20) throw err;
-        await sleep(250);
-      }
-    }
+    const started = await startServer('origin', originArgs, { FLEETCACHE_LOG_LEVEL: 'warn' }, () => originStopping);
+    originStopping = false;
+    return started;
   };
   let origin = await startOriginProcess();
   token = readFileSync(join(dir, 'origin', 'token'), 'utf8').trim().split('\n')[0]!;
@@ -581,7 +571,7 @@ async function main(): Promise<void> {
         // design, and a worker stopped past workerTimeout (10 s) is killed by its primary
         const now = Date.now();
         if (workerKills.filter((at) => now - at < 60_000).length >= 2) continue;
-        const worker = pick(childrenOf(cache!.child.pid!));
+        const worker = pick(descendantsOf(cache!.child.pid!));
         if (worker === undefined) continue;
         workerKills.push(now);
         if (r < 0.45) {

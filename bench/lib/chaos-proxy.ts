@@ -6,6 +6,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Agent, request } from 'undici';
+import { endToEnd, requestEndToEnd } from '../../src/cache/upstream.js';
 
 /** What happens to one answer passed on. */
 export type ChaosAct = 'pass' | 'cut' | 'stall' | 'refuse';
@@ -38,15 +39,6 @@ interface ChaosOptions {
   readonly random: () => number;
   /** How long a stall holds the body (longer than the cache's body timeout). */
   readonly stallMs: number;
-}
-
-/** Headers a proxy never passes on (RFC 9110 §7.6.1) and the host, which undici sets. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host']);
-
-function passedHeaders(headers: IncomingMessage['headers'] | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) if (value !== undefined && !HOP_BY_HOP.has(name.toLowerCase())) out[name] = value;
-  return out;
 }
 
 /** Writes `chunk`, waiting for room; throws once the client is gone (the rest is dropped with the upstream's body). */
@@ -91,11 +83,11 @@ export async function startChaosProxy(upstream: string, options: ChaosOptions): 
     state.phase = `${act}: asking upstream`;
     const up = await request(`${upstream}${req.url ?? '/'}`, {
       method: method as 'GET',
-      headers: passedHeaders(req.headers),
+      headers: requestEndToEnd(req.headers),
       body: method === 'PUT' ? req : undefined,
       dispatcher,
     });
-    res.writeHead(up.statusCode, passedHeaders(up.headers));
+    res.writeHead(up.statusCode, endToEnd(up.headers));
     state.phase = `${act}: passing the body on`;
     if (act === 'pass') {
       for await (const chunk of up.body) await send(res, chunk);

@@ -249,15 +249,14 @@ function nameJoins(ctx: CacheContext, upath: string, fwd: HeaderMap, arrivedAt: 
     if (head.at >= arrivedAt) return true;
     const etag = singleField(head.headers, 'etag');
     if (etag === undefined) return false;
-    let res: Dispatcher.ResponseData;
+    let now: AnswerHead;
     try {
-      res = await ctx.upstream.request(upath, { method: 'HEAD', headers: { ...fwd, 'if-none-match': etag } });
+      now = await ctx.upstream.head(upath, { ...fwd, 'if-none-match': etag });
     } catch (err) {
       if (err instanceof UpstreamError) return true;
       throw err;
     }
-    await res.body.dump();
-    return res.statusCode === 304 || (res.statusCode === 200 && res.headers.etag === etag);
+    return now.statusCode === 304 || (now.statusCode === 200 && now.headers.etag === etag);
   };
 }
 

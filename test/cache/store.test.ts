@@ -163,10 +163,16 @@ t.test('a small blob damaged on disk while stopped is hashed on its first read, 
   t.equal((await get(`${second.url}/cas/sha256/${small.hex}`)).xcache, 'HIT');
 });
 
-t.test('giving a claim up removes the claim only, never a body another process committed under its name since', async (t) => {
-  const dir = t.testdir();
+/** A store of `dir` with room to spare, opened (its index read from the disk). */
+async function openedStore(dir: string): Promise<DiskStore> {
   const store = new DiskStore(dir, 1e9, pino({ level: 'silent' }));
   await store.open();
+  return store;
+}
+
+t.test('giving a claim up removes the claim only, never a body another process committed under its name since', async (t) => {
+  const dir = t.testdir();
+  const store = await openedStore(dir);
   const hex = 'ab'.repeat(32);
   const id = casId({ algo: 'sha256', hex });
   for (const opened of [false, true]) {
@@ -187,8 +193,7 @@ t.test('giving a claim up removes the claim only, never a body another process c
 
 t.test('a fill whose claim was taken for an orphan\'s and claimed anew meanwhile never writes into the new claim', async (t) => {
   const dir = t.testdir();
-  const store = new DiskStore(dir, 1e9, pino({ level: 'silent' }));
-  await store.open();
+  const store = await openedStore(dir);
   const key = 'GET /artifacts/run-1/big.bin';
   const id = httpId(key);
   const first = store.claimFill(id, key)!;
@@ -318,8 +323,7 @@ t.test('a small body larger than a cache smaller than 16 KiB: commitSmall drops 
 
 t.test('two sidecar updates of one entry at once (two revalidations\' 304s): the later one is kept on disk, charged in the index and served', async (t) => {
   const dir = t.testdir();
-  const store = new DiskStore(dir, 1e9, pino({ level: 'silent' }));
-  await store.open();
+  const store = await openedStore(dir);
   const key = 'mirror:m:/dists/Release';
   const id = httpId(key);
   const file = path.join(dir, id);
