@@ -23,6 +23,7 @@ import { BROWSER_HEADERS, namePath } from './namespace.js';
 import type { Kind } from './metrics.js';
 import { endToEnd, pickHeaders, type HeaderMap } from './upstream.js';
 import { loggedPath } from '../redact-url.js';
+import { writeFully } from '../write-fully.js';
 
 // x-fleetcache-plain-size: a base's (push states it; the origin records it for later pushes' gunzip bound)
 const FORWARD = ['content-type', 'content-length', 'content-encoding', 'content-disposition', 'if-match', 'if-none-match', 'x-fleetcache-visibility', 'x-fleetcache-digest', 'x-fleetcache-plain-size'];
@@ -84,7 +85,7 @@ class Tee extends Transform {
     void this.#opened().then((copy) => {
       if (this.size > (copy?.maxSize ?? 0)) this.storing = false; // not kept: not written either
       if (!this.storing || !copy) return cb(null, chunk);
-      copy.fh.write(chunk, 0, chunk.length, pos).then(
+      writeFully(copy.fh, chunk, pos).then(
         () => {
           copy.written(chunk.length);
           cb(null, chunk);

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { SizeMismatchError } from '../errors.js';
 import { ByteReader, deltaError, vcdiffWindows, vcdiffWindowsFrom, type VcdiffWindow } from './vcdiff.js';
+import { writeFully } from '../write-fully.js';
 
 /** Windows above this are refused: xdelta3 writes at most 16 MiB (XD3_HARDMAXWINSIZE). */
 export const MAX_WINDOW_BYTES = 64 * 1024 * 1024;
@@ -281,8 +282,7 @@ export async function decodeVcdiffToFile(basePath: string, vcdiff: Uint8Array | 
       total += window.length;
       if (total > maxSize) throw new SizeMismatchError(maxSize, total);
       for (const h of hashes) h.update(window);
-      let written = 0;
-      while (written < window.length) written += (await out.write(window, written, window.length - written)).bytesWritten;
+      await writeFully(out, window);
     });
     return { size, digests: Object.fromEntries(algorithms.map((a, i) => [a, (hashes[i] as ReturnType<typeof createHash>).digest('hex')])) };
   } finally {

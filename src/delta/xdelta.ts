@@ -16,6 +16,7 @@ import { filesToSample, planWindows, uniqueNames, type PlanLimits, type WindowPl
 import { contentSources, SKETCH_MIN } from './similar.js';
 import { shiftedWindows, VCDIFF_HEADER } from './vcdiff.js';
 import { isOutOfMemory, Xd3Instance } from './wasm.js';
+import { writeFully } from '../write-fully.js';
 
 export type { DeltaInput } from './delta-input.js';
 
@@ -202,7 +203,7 @@ async function encodeWindows(
   let size = 0;
   let stop = false;
   const write = async (bytes: Uint8Array): Promise<void> => {
-    for (let done = 0; done < bytes.length;) done += (await out.write(bytes, done, bytes.length - done, size + done)).bytesWritten;
+    await writeFully(out, bytes, size);
     size += bytes.length;
     if (onOutput && (await onOutput(bytes, size))) stop = true;
   };

@@ -18,6 +18,7 @@ import { errorMessage, FleetError } from '../errors.js';
 import { pathError, requireInput } from '../path-checks.js';
 import { CreatedFileModes } from './created-modes.js';
 import { lstatOrMissing, walkDirs } from './safe-path.js';
+import { writeFully } from '../write-fully.js';
 
 function refusal(name: string, why: string): FleetError {
   return new FleetError('FC_ERR_BAD_NAME', `tar entry "${name}" refused: ${why}`);
@@ -493,7 +494,7 @@ async function unpackInto(input: Readable, root: string, made: Set<string>): Pro
           // Not through a write stream: one made on the handle keeps it from closing until the
           // stream closes it, which is before the time can be set.
           for await (const chunk of entry as AsyncIterable<Buffer>) {
-            for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten;
+            await writeFully(fh, chunk);
           }
           await fh.utimes(mtime, mtime);
         } finally {

@@ -2,7 +2,7 @@
 // asked at once are still fetched once, from memory).
 // The data directory is a real 8 MiB tmpfs mounted by the test (needs root).
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, statfsSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync, statfsSync, statSync, truncateSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -23,7 +23,7 @@ import { buildCacheServer } from '../../src/cache/server.js';
 import { startOrigin, uploadBlob } from '../helpers/origin.js';
 import { descendantsOf, startServerProcess, type RunningServer } from '../helpers/processes.js';
 import { headOnlyPut } from '../helpers/raw-http.js';
-import { mountTmpfs } from '../helpers/tmpfs.js';
+import { fillDisk, mountTmpfs } from '../helpers/tmpfs.js';
 import { eventually } from '../helpers/wait.js';
 import { fetchHash } from './harness.js';
 import { randomBlob, sha256, startUpstream, UpstreamFixture } from './upstream-fixture.js';
@@ -741,6 +741,33 @@ t.test('a PUT of unknown length that finds the disk full is only forwarded: no s
   t.same([app.cache.store.failures, app.cache.store.isFull()], [0, false], 'no storage failure, no cool-down: the disk only lacked the free room a PUT is kept in');
   t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'nothing evicted for it');
   t.notOk(app.cache.store.has(casId({ algo: 'sha256', hex })), 'and not kept');
+});
+
+t.test('a PUT whose copy the disk takes only part of a chunk of, then room comes: never kept with the part missing (a hole of zeros served as the blob)', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  up.putCacheControl = 'public, max-age=31536000, immutable'; // what a PUT's answer says of a public blob: kept
+  const { app, url } = await cacheOnTmpfs(t, 'put-short-write', upUrl);
+  // The disk full but for two pages: a 16 KiB write gets 8 KiB of it in (a short write, not ENOSPC).
+  const filler = path.join(app.cache.store.dir, 'filler');
+  fillDisk(filler);
+  truncateSync(filler, statSync(filler).size - 8192);
+  const { hex, body } = up.serveBlob(randomBlob(80 * 1024)); // what a GET of it gets upstream once uploaded
+  const sent = new PassThrough();
+  const answer = request(`${url}/cas/sha256/${hex}`, { method: 'PUT', body: sent, headers: { authorization: 'Bearer w' } }); // no Content-Length: nothing reserved
+  sent.write(body.subarray(0, 16 * 1024));
+  const tmp = path.join(app.cache.store.dir, 'tmp');
+  await eventually('the copy began', () => readdirSync(tmp).some((n) => statSync(path.join(tmp, n)).size > 0));
+  await sleep(100); // what the copy does with the rest of that chunk
+  rmSync(filler); // room again, for the chunks that follow
+  sent.end(body.subarray(16 * 1024));
+  const res = await answer;
+  await res.body.dump();
+  t.equal(res.statusCode, 201, 'forwarded');
+  t.ok(up.puts.get(`/cas/sha256/${hex}`)?.equals(body), 'upstream has it whole');
+  await app.cache.fills.drain();
+  const got = await fetchHash(`${url}/cas/sha256/${hex}`);
+  t.same([got.status, got.hash], [200, hex], `the cache answers the blob's own bytes (X-Cache ${got.xcache})`);
+  t.equal(app.cache.store.failures, 0, 'a disk without room is no storage failure');
 });
 
 /** The open files of `pids` (this process by default) whose paths name one of `hexes` (a blob's file, held by a reader). */
