@@ -32,6 +32,17 @@ export interface FillDecision {
 }
 
 
+/**
+ * A large fill's temp file, which the workers that follow the fill open by its path
+ * (remote-fill.ts). The path alone does not name one file: a claim beside an entry (a
+ * name's) is the path of every fill of its key in turn, and by the time a follower opens
+ * it the fill may have been committed and the key claimed anew; the inode tells.
+ */
+export interface TempFile {
+  readonly path: string;
+  readonly ino: number;
+}
+
 export interface FillSpec {
   /** Store id to commit under. */
   readonly id: string;
@@ -106,7 +117,7 @@ export class Fill extends FillProgress {
   #log: Logger;
   #spec: FillSpec;
   #claim: FillClaim | undefined;
-  #tempPath: string | undefined;
+  #tempFile: TempFile | undefined;
   /** Upstream's answer to a fill the disk refused before its body was read (see takeUnkept). */
   #refused: UpstreamAnswer | undefined;
   #leader: ((outcome: FillOutcome, fill: Fill) => void) | undefined;
@@ -179,8 +190,8 @@ export class Fill extends FillProgress {
   }
 
   /** The file being written (large fills), for workers that follow this fill. */
-  get tempPath(): string | undefined {
-    return this.#tempPath;
+  get tempFile(): TempFile | undefined {
+    return this.#tempFile;
   }
 
   /**
@@ -314,8 +325,13 @@ export class Fill extends FillProgress {
         this.streamFromMemory();
       } else if (!small) {
         tmp = this.#claim ? await this.#store.openClaim(this.#claim) : await this.#store.createTemp();
-        this.useFile(await open(tmp.path, 'r'));
-        this.#tempPath = tmp.path;
+        const reader = await open(tmp.path, 'r');
+        this.useFile(reader);
+        // Opened again by its name, as followers do: a claim's name is that of every fill of
+        // its key in turn (see TempFile), so the file must be the one this fill writes.
+        const [read, writing] = await Promise.all([reader.stat(), tmp.fh.stat()]);
+        if (read.ino !== writing.ino) throw new StorageError('the temp file of this fill is no longer its own (its claim was taken for an orphan\'s): nothing is written');
+        this.#tempFile = { path: tmp.path, ino: read.ino };
       }
       // A body whose end is the connection's may be a cut one: served, not kept (a blob's digest tells, it is).
       const uncertain = !this.#spec.verify && endsWithConnection(answer.headers);

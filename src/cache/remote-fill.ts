@@ -4,7 +4,7 @@
 // body itself for small fills, which have no file) or the error. The follower reads the
 // growing file itself, once, into its own windows, which its clients take as the leader's
 // clients do (fill-cursor.ts): no byte is relayed.
-import { open, rm } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -12,7 +12,7 @@ import { Pool } from 'undici';
 import { errorMessage, FleetError, NotFoundError, UpstreamError } from '../errors.js';
 import type { CacheContext } from './context.js';
 import { StorageError } from './disk-store.js';
-import { Fill } from './fill.js';
+import { Fill, type TempFile } from './fill.js';
 import { readUntilClosed } from './fill-cursor.js';
 import { FillProgress, type FillHead } from './fill-progress.js';
 
@@ -21,7 +21,7 @@ type FillEvent =
   | { readonly following: true }
   /** Instead of the head: the fill keeps its body in memory only, so there is no file to follow. */
   | { readonly unfollowable: true }
-  | { readonly head: FillHead; readonly file: string | null }
+  | { readonly head: FillHead; readonly file: TempFile | null }
   | { readonly w: number }
   | { readonly end: number; readonly body?: string }
   | FailedEvent;
@@ -112,7 +112,7 @@ async function* fillEvents(fill: Fill, res: ServerResponse): AsyncGenerator<stri
   // for it (see Fill.unread). Not until this generator ends: one waiting for a stalled
   // fill's progress would not end when the follower leaves.
   if (fill.streamed && !res.destroyed) readUntilClosed(fill, res);
-  yield line({ head, file: fill.tempPath ?? null });
+  yield line({ head, file: fill.tempFile ?? null });
   let sent = -1;
   for (;;) {
     if (fill.error) return yield line(failedEvent(fill.error));
@@ -169,6 +169,21 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
 }
 
 // ---- follower side ----
+
+/**
+ * Opens the temp file a leader named, or throws FillFileGoneError when the fill ended
+ * before: its file renamed into place (or removed), and its path, a claim's, perhaps
+ * another fill's file since (see TempFile), whose bytes must never be served as this one's.
+ */
+async function openTempFile(file: TempFile): Promise<FileHandle> {
+  const fh = await open(file.path, 'r').catch(() => {
+    throw new FillFileGoneError('the fill ended before its file was opened');
+  });
+  const ino = await fh.stat().then((st) => st.ino, () => undefined);
+  if (ino === file.ino) return fh;
+  await fh.close().catch(() => undefined);
+  throw new FillFileGoneError('the fill ended before its file was opened (its path is another fill\'s file now)');
+}
 
 /** One pool per leader socket (a connection per followed fill), for the life of the process. */
 const pools = new Map<string, Pool>();
@@ -252,7 +267,7 @@ export class RemoteFill extends FillProgress {
           if ('unfollowable' in e) throw new FillUnfollowableError('the worker leading this fill keeps it in memory only');
           if ('head' in e) {
             // Opened before the leader can rename it: the descriptor outlives the rename.
-            if (e.file) this.useFile(await open(e.file, 'r').catch(() => { throw new FillFileGoneError('the fill ended before its file was opened'); }));
+            if (e.file) this.useFile(await openTempFile(e.file));
             headSeen = true;
             this.resolveHead(e.head);
           } else if ('w' in e) {

@@ -3,7 +3,7 @@
 // refused it, upstream failed, the leader went away mid-fill; and only-if-cached's search
 // of the other workers (Fills.findReceived) when one of them is stuck. The whole path with
 // two real workers is in workers.test.ts.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,8 +12,9 @@ import t, { type Test } from 'tap';
 import { UpstreamError } from '../../src/errors.js';
 import { DiskStore, httpId, StorageError } from '../../src/cache/disk-store.js';
 import { Fills } from '../../src/cache/fills.js';
-import { closeFollowerPools, FillGoneError, RemoteFill } from '../../src/cache/remote-fill.js';
+import { closeFollowerPools, FillFileGoneError, FillGoneError, RemoteFill } from '../../src/cache/remote-fill.js';
 import { FillCursor } from '../../src/cache/fill-cursor.js';
+import type { TempFile } from '../../src/cache/fill.js';
 import type { FillSource } from '../../src/cache/fill-progress.js';
 import { eventually, failIfSlower } from '../helpers/wait.js';
 
@@ -35,6 +36,9 @@ async function leader(t: Test, answer: (res: http.ServerResponse) => void): Prom
 const rejection = (p: Promise<unknown>): Promise<unknown> => p.then(() => undefined, (err: unknown) => err);
 
 const head = { status: 200, headers: { 'content-type': 'application/octet-stream' }, size: 8 };
+
+/** How a leader names the temp file `file` it writes (Fill.tempFile). */
+const tempFile = (file: string): TempFile => ({ path: file, ino: statSync(file).ino });
 
 t.test('a fill that ended before it was followed: FillGoneError', async (t) => {
   const socket = await leader(t, (res) => res.writeHead(404).end('{}'));
@@ -63,7 +67,7 @@ t.test('the leader goes away mid-fill: readers are cut, never given a clean end'
   let goAway = (): void => undefined;
   const socket = await leader(t, (res) => {
     res.writeHead(200);
-    res.write(JSON.stringify({ head, file }) + '\n' + JSON.stringify({ w: 4 }) + '\n');
+    res.write(JSON.stringify({ head, file: tempFile(file) }) + '\n' + JSON.stringify({ w: 4 }) + '\n');
     goAway = () => res.socket?.destroy();
     setTimeout(goAway, 5000).unref();
   });
@@ -83,6 +87,19 @@ t.test('the leader goes away mid-fill: readers are cut, never given a clean end'
   fill.release();
   t.ok(err instanceof UpstreamError, 'the reader fails');
   t.equal(Buffer.concat(chunks).toString(), 'abc', 'the bytes written so far, but the last one held back');
+});
+
+t.test('the path the leader named is another file by the time it is opened (the fill committed, its key claimed anew): FillFileGoneError, never that file\'s bytes', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, '.tmp-fill-k');
+  writeFileSync(file, 'abcdefgh');
+  const named = tempFile(file);
+  renameSync(file, path.join(dir, 'entry')); // committed
+  writeFileSync(file, 'ABCDEFGH'); // the next fill's claim
+  const socket = await leader(t, (res) => res.writeHead(200).end([{ following: true }, { head, file: named }, { end: 8 }].map((e) => JSON.stringify(e) + '\n').join('')));
+  const fill = new RemoteFill(socket, 'k');
+  t.ok((await rejection(fill.head)) instanceof FillFileGoneError, 'not followed');
+  await fill.done;
 });
 
 t.test('a small fill: the body comes with the end', async (t) => {
@@ -134,7 +151,7 @@ t.test('only-if-cached: the worker whose fill is whole is followed at once, a st
 t.test('only-if-cached: the worker whose whole fill was committed as it answered ends the search at once (the caller looks on disk again)', async (t) => {
   const dir = t.testdir();
   // its file renamed into place (the entry) before the follower opened it
-  const committed = await leader(t, (res) => res.writeHead(200).end(events([{ following: true }, { head, file: path.join(dir, 'renamed-since') }, { end: 8 }])));
+  const committed = await leader(t, (res) => res.writeHead(200).end(events([{ following: true }, { head, file: { path: path.join(dir, 'renamed-since'), ino: 1 } }, { end: 8 }])));
   const stuck = await stuckWorker(t);
   t.equal(await findReceived(t, [stuck.socket, committed]), undefined, 'nothing to follow');
   await eventually('the stuck worker\'s question dropped', () => stuck.unanswered() === 0, 2000);
