@@ -404,6 +404,39 @@ async function getMirror(path: MirrorPath, op = 'mirror'): Promise<void> {
   });
 }
 
+/**
+ * Who holds the cache port's connections now (ss from iproute2), for a request that hangs:
+ * the connections per process (the cache's primary, a worker of it, or a process no longer
+ * the cache's: a worker of a cache stopped or killed), the bytes unread in each, and the
+ * connections waiting in the listen queue. The whole listing goes to a file of the run's
+ * directory; a line sums it up.
+ */
+function connectionsAtCache(): string {
+  const port = new URL(cacheUrl).port;
+  let listing: string;
+  try {
+    listing = execFileSync('ss', ['-tanpH', `( sport = :${port} )`], { encoding: 'utf8' });
+  } catch (err) {
+    return `ss failed: ${(err as Error).message}`;
+  }
+  const file = join(dir, `ss-${Date.now()}.txt`);
+  writeFileSync(file, listing);
+  const primary = cache?.child.pid;
+  const current = new Set(primary === undefined ? [] : [primary, ...descendantsOf(primary)]);
+  const byHolder = new Map<string, { connections: number; unread: number }>();
+  for (const line of listing.trim().split('\n').filter(Boolean)) {
+    const [state, recvQ] = line.split(/\s+/);
+    if (state === 'TIME-WAIT') continue; // closed on both sides
+    const pid = /pid=(\d+)/.exec(line)?.[1];
+    const who = state === 'LISTEN' ? `listen queue (${pid ?? '?'})` : pid === undefined ? 'no process' : current.has(Number(pid)) ? `${Number(pid) === primary ? 'primary' : 'worker'} ${pid}` : `not the cache's ${pid}`;
+    const held = byHolder.get(who) ?? { connections: 0, unread: 0 };
+    held.connections += state === 'LISTEN' ? Number(recvQ) : 1;
+    if (state !== 'LISTEN' && Number(recvQ) > 0) held.unread++;
+    byHolder.set(who, held);
+  }
+  return `connections at the cache (${file}): ${[...byHolder].map(([who, h]) => `${who}: ${h.connections}${h.unread > 0 ? ` (${h.unread} with bytes unread)` : ''}`).join('; ')}`;
+}
+
 // ---- the processes ----
 
 const { dir, remove, keep } = benchDir('fleetcache-soak-');
@@ -611,7 +644,10 @@ async function main(): Promise<void> {
     const done = [...outcomes.values()].reduce((a, b) => a + b, 0);
     console.log(`… ${done} answers, ${violations.length} violations, faults ${JSON.stringify(faults)}, proxy ${JSON.stringify(proxy.counts)}`);
     const old = [...inFlight].filter((label) => Date.now() - Date.parse(label.slice(0, 24)) > 10_000);
-    if (old.length > 0) console.log(`  in flight for over 10 s:\n    ${old.join('\n    ')}`);
+    if (old.length > 0) {
+      console.log(`  in flight for over 10 s:\n    ${old.join('\n    ')}`);
+      console.log(`  ${connectionsAtCache()}`);
+    }
     const stuck = proxy.stuck(10_000);
     if (stuck.length > 0) console.log(`  at the proxy for over 10 s (${stuck.length}):\n    ${stuck.slice(0, 10).join('\n    ')}`);
   }, 10_000);
