@@ -91,8 +91,10 @@ class Tee extends Transform {
           cb(null, chunk);
         },
         (err: unknown) => {
+          // Stopped meanwhile, its file closed between two writes of a chunk the disk took
+          // part of: that failure says nothing of the disk.
+          if (this.storing) copy.failed(err);
           this.storing = false;
-          copy.failed(err);
           cb(null, chunk);
         },
       );
