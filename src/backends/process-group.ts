@@ -1,6 +1,7 @@
 // Killing a script run on this host in its own process group (spawned detached): used by
 // the local backend's executor and by spread's repack script, which runs where the runner does.
 import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 /** The scripts running now in process groups of their own (see trackGroup). */
 const running = new Set<ChildProcess>();
@@ -18,15 +19,28 @@ export function trackGroup(child: ChildProcess): void {
   child.once('close', () => running.delete(child));
 }
 
+/**
+ * SIGKILL to the process group of `child`, unless its number may be another group's now. A
+ * script whose bash has exited can still be tracked (a daemon it left with setsid, outside
+ * its group, holds its output): its group may be empty, and an empty group's number is
+ * free; after a wrap of the PIDs it can be an unrelated session's (a user's shell, a CI
+ * job). While a process of the group lives, its number is not reused; so once the child
+ * has exited, a process with its PID (/proc, Linux) means the group is gone and the number
+ * another's: no kill.
+ */
+function killGroupOf(child: ChildProcess): void {
+  const pid = child.pid!;
+  if ((child.exitCode !== null || child.signalCode !== null) && existsSync(`/proc/${pid}`)) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
 /** Kills the process group of every tracked script still running (SIGKILL): this process is exiting. */
 export function killLiveGroups(): void {
-  for (const child of running) {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  for (const child of running) killGroupOf(child);
 }
 
 /** After a kill, how long output may still drain before the pipes are cut. */
@@ -40,11 +54,7 @@ const KILL_DRAIN_MS = 2000;
  * open are cut and `cut` is called with the child's exit.
  */
 export function killGroup(child: ChildProcess, cut: (code: number | null, sig: NodeJS.Signals | null) => void): void {
-  try {
-    process.kill(-child.pid!, 'SIGKILL');
-  } catch {
-    // already gone
-  }
+  killGroupOf(child);
   const cutAfterDrain = (code: number | null, sig: NodeJS.Signals | null): void => {
     setTimeout(() => {
       const pipes = [child.stdout, child.stderr].filter((p) => p !== null);

@@ -1,4 +1,6 @@
 import t from 'tap';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -7,7 +9,7 @@ import { createProvider } from '../../src/backends/registry.js';
 import type { BackendContext } from '../../src/backends/backend.js';
 import { lateWarning } from '../../src/backends/script.js';
 import { LocalExecutor } from '../../src/backends/local.js';
-import { killLiveGroups } from '../../src/backends/process-group.js';
+import { killLiveGroups, trackGroup } from '../../src/backends/process-group.js';
 import { isAlive, rememberProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -183,4 +185,25 @@ t.test('killLiveGroups ends what a script left running in the background too (it
   killLiveGroups();
   await eventually('the background sleep is killed', () => !isAlive(pid), 3000);
   await exec; // and the script's call ends
+});
+
+t.test("killLiveGroups spares a group whose number is another's now: the script gone, its group empty, its PID reused (after a wrap of the PIDs)", async (t) => {
+  // Tracked after its bash has exited: the daemon it left outside its group (setsid) holds its output.
+  const script = spawn('bash', ['-c', 'setsid sleep 30 & echo "$!"'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+  trackGroup(script);
+  let out = '';
+  script.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  await once(script, 'exit');
+  await eventually('the daemon started', () => /^\d+\n$/.test(out));
+  const daemon = rememberProcess(Number(out));
+  t.teardown(() => daemon.kill('SIGKILL')); // its output closes: no longer tracked
+  // A wrap of the PIDs cannot be had on demand: the script's number is given to a process
+  // leading a group of its own, as a reused one would be.
+  const other = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
+  const otherPid = other.pid!;
+  t.teardown(() => rememberProcess(otherPid).kill('SIGKILL'));
+  Object.defineProperty(script, 'pid', { value: otherPid });
+  killLiveGroups();
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok(isAlive(otherPid), 'the group now under that number is not killed');
 });
