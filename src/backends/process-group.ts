@@ -20,7 +20,7 @@ export function trackGroup(child: ChildProcess): void {
 }
 
 /**
- * SIGKILL to the process group of `child`, unless its number may be another group's now. A
+ * `signal` to the process group of `child`, unless its number may be another group's now. A
  * script whose bash has exited can still be tracked (a daemon it left with setsid, outside
  * its group, holds its output): its group may be empty, and an empty group's number is
  * free; after a wrap of the PIDs it can be an unrelated session's (a user's shell, a CI
@@ -28,11 +28,11 @@ export function trackGroup(child: ChildProcess): void {
  * has exited, a process with its PID (/proc, Linux) means the group is gone and the number
  * another's: no kill.
  */
-function killGroupOf(child: ChildProcess): void {
+export function signalGroup(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
   const pid = child.pid!;
   if ((child.exitCode !== null || child.signalCode !== null) && existsSync(`/proc/${pid}`)) return;
   try {
-    process.kill(-pid, 'SIGKILL');
+    process.kill(-pid, signal);
   } catch {
     // already gone
   }
@@ -40,7 +40,7 @@ function killGroupOf(child: ChildProcess): void {
 
 /** Kills the process group of every tracked script still running (SIGKILL): this process is exiting. */
 export function killLiveGroups(): void {
-  for (const child of running) killGroupOf(child);
+  for (const child of running) signalGroup(child);
 }
 
 /** After a kill, how long output may still drain before the pipes are cut. */
@@ -54,7 +54,7 @@ const KILL_DRAIN_MS = 2000;
  * open are cut and `cut` is called with the child's exit.
  */
 export function killGroup(child: ChildProcess, cut: (code: number | null, sig: NodeJS.Signals | null) => void): void {
-  killGroupOf(child);
+  signalGroup(child);
   const cutAfterDrain = (code: number | null, sig: NodeJS.Signals | null): void => {
     setTimeout(() => {
       const pipes = [child.stdout, child.stderr].filter((p) => p !== null);

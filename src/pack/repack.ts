@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { killGroup } from '../backends/process-group.js';
+import { killGroup, signalGroup } from '../backends/process-group.js';
 import type { EnvEntry } from '../backends/backend.js';
 import { exportLine, OutputBuffer, REMOTE_PATH, watchScript } from '../backends/script.js';
 import { FleetError } from '../errors.js';
@@ -61,12 +61,8 @@ export async function runRepack(script: string, inputTar: string, outputTar: str
     // A SIGINT is followed by a SIGTERM: bash goes on with a script whose running command
     // survived the SIGINT ("wait and cooperative exit"), and this process does not stay to see.
     const release = atSignal((sig) => {
-      try {
-        process.kill(-child.pid!, sig);
-        if (sig === 'SIGINT') process.kill(-child.pid!, 'SIGTERM');
-      } catch {
-        // already gone
-      }
+      signalGroup(child, sig);
+      if (sig === 'SIGINT') signalGroup(child, 'SIGTERM');
     });
     const stderr = new OutputBuffer();
     child.stderr?.on('data', (chunk: Buffer) => {
