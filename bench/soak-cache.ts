@@ -16,7 +16,7 @@
 // the cache's log) is kept. Runs are summed up by hand in RESULTS.md.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -693,9 +693,17 @@ async function main(): Promise<void> {
   if (du > MAX_SIZE * 1.25) violation('disk', `the cache's directory takes ${du} bytes, over its budget ${MAX_SIZE}`);
   console.log('a clean restart, then every blob and name asked again');
   await killCache('SIGTERM');
+  // The blobs whose files the restart finds: each a hit when asked first (before any miss
+  // of this pass can evict it to make room).
+  // (a claim of a fill left behind has no permission bit, see disk-store.ts: not a body)
+  const onDisk = blobs.filter((b) => ((statSync(join(dir, 'cache', 'cas.v1', 'sha256', b.hex.slice(0, 2), b.hex), { throwIfNoEntry: false })?.mode ?? 0) & 0o777) !== 0);
   await startCache(configFile);
+  await Promise.all(onDisk.map((b) => getWhole(b, 'restarted-kept')));
+  const kept = outcomes.get('restarted-kept ok-HIT') ?? 0;
+  if (kept < onDisk.length) violation('restarted', `${onDisk.length - kept} of the ${onDisk.length} blobs on disk at the restart were not a hit after it`);
+  // (none on disk: the calm passes stored nothing, as while a storage failure's cool-down lasts)
+  if (onDisk.length === 0) console.log('  no blob on disk at the restart: what it keeps is not checked');
   await finalPass('restarted', [...blobs].reverse());
-  if (!outcomes.has('restarted ok-HIT')) violation('restarted', 'no blob was a hit after the restart: the cache kept nothing');
   await killCache('SIGTERM');
   clearInterval(progress);
   clearInterval(changes);
