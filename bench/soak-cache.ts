@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { Agent, request, type Dispatcher } from 'undici';
 import { startChaosProxy, type ChaosAct } from './lib/chaos-proxy.js';
 import { descendantsOf, isAlive, undoAtExit } from '../test/helpers/processes.js';
+import { casId } from '../src/cache/disk-store.js';
 import { benchDir, freePort, startFleetcache, type BenchProcess } from './lib/processes.js';
 
 const { values: opts } = parseArgs({
@@ -696,7 +697,7 @@ async function main(): Promise<void> {
   // The blobs whose files the restart finds: each a hit when asked first (before any miss
   // of this pass can evict it to make room).
   // (a claim of a fill left behind has no permission bit, see disk-store.ts: not a body)
-  const onDisk = blobs.filter((b) => ((statSync(join(dir, 'cache', 'cas.v1', 'sha256', b.hex.slice(0, 2), b.hex), { throwIfNoEntry: false })?.mode ?? 0) & 0o777) !== 0);
+  const onDisk = blobs.filter((b) => ((statSync(join(dir, 'cache', casId({ algo: 'sha256', hex: b.hex })), { throwIfNoEntry: false })?.mode ?? 0) & 0o777) !== 0);
   await startCache(configFile);
   await Promise.all(onDisk.map((b) => getWhole(b, 'restarted-kept')));
   const kept = outcomes.get('restarted-kept ok-HIT') ?? 0;

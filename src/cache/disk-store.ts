@@ -38,6 +38,7 @@ import { formatBytes } from '../config/units.js';
 import { etagOf, IMMUTABLE_CACHE_CONTROL } from '../http/blob-reply.js';
 import { mapLimit } from '../map-limit.js';
 import { linkUnlessTaken } from '../store/link-unless-taken.js';
+import { openIfInode } from '../open-if-inode.js';
 import { formatDigest, isDigestAlgorithm, type Digest } from '../store/digest.js';
 import { ConfigError, errorMessage } from '../errors.js';
 
@@ -1050,19 +1051,15 @@ export class DiskStore {
     }
     claim.fd = undefined;
     if (claim.inPlace) return this.createTemp();
-    let fh: FileHandle;
+    let fh: FileHandle | undefined;
     try {
-      fh = await open(claim.path, 'r+');
+      // Opened again by its name: the file there must still be this claim's. Another's (the
+      // claim taken for an orphan's and claimed anew meanwhile) would get two fills' bytes.
+      fh = claim.ino === undefined ? await open(claim.path, 'r+') : await openIfInode(claim.path, 'r+', claim.ino);
     } catch (err) {
       throw this.storageFailure(err);
     }
-    // Opened again by its name: the file there must still be this claim's. Another's (the
-    // claim taken for an orphan's and claimed anew meanwhile) would get two fills' bytes.
-    const ino = await fh.stat().then((st) => st.ino, () => undefined);
-    if (claim.ino !== undefined && ino !== claim.ino) {
-      await fh.close().catch(() => undefined);
-      throw new StorageError('the claim of this fill is no longer its file (taken for an orphan\'s): nothing is written');
-    }
+    if (!fh) throw new StorageError('the claim of this fill is no longer its file (taken for an orphan\'s): nothing is written');
     return { path: claim.path, fh };
   }
 

@@ -11,7 +11,8 @@
 // cache, a private answer) stops fetching once its last reader has gone. What readers see
 // of a fill (windows, wake-ups, reader counts) is FillProgress, in fill-progress.ts.
 import { createHash, type Hash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { openIfInode } from '../open-if-inode.js';
 import { DigestMismatchError, failedRequest, UpstreamError, type FailedRequest } from '../errors.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
@@ -328,13 +329,13 @@ export class Fill extends FillProgress {
         this.streamFromMemory();
       } else if (!small) {
         tmp = this.#claim ? await this.#store.openClaim(this.#claim) : await this.#store.createTemp();
-        const reader = await open(tmp.path, 'r');
-        this.useFile(reader);
         // Opened again by its name, as followers do: a claim's name is that of every fill of
         // its key in turn (see TempFile), so the file must be the one this fill writes.
-        const [read, writing] = await Promise.all([reader.stat(), tmp.fh.stat()]);
-        if (read.ino !== writing.ino) throw new StorageError('the temp file of this fill is no longer its own (its claim was taken for an orphan\'s): nothing is written');
-        this.#tempFile = { path: tmp.path, ino: read.ino };
+        const { ino } = await tmp.fh.stat();
+        const reader = await openIfInode(tmp.path, 'r', ino);
+        if (!reader) throw new StorageError('the temp file of this fill is no longer its own (its claim was taken for an orphan\'s): nothing is written');
+        this.useFile(reader);
+        this.#tempFile = { path: tmp.path, ino };
       }
       // A body whose end is the connection's may be a cut one: served, not kept (a blob's digest tells, it is).
       const uncertain = !this.#spec.verify && endsWithConnection(answer.headers);

@@ -4,7 +4,8 @@
 // body itself for small fills, which have no file) or the error. The follower reads the
 // growing file itself, once, into its own windows, which its clients take as the leader's
 // clients do (fill-cursor.ts): no byte is relayed.
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import { rm, type FileHandle } from 'node:fs/promises';
+import { openIfInode } from '../open-if-inode.js';
 import { createServer, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -176,13 +177,11 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
  * another fill's file since (see TempFile), whose bytes must never be served as this one's.
  */
 async function openTempFile(file: TempFile): Promise<FileHandle> {
-  const fh = await open(file.path, 'r').catch(() => {
+  const fh = await openIfInode(file.path, 'r', file.ino).catch(() => {
     throw new FillFileGoneError('the fill ended before its file was opened');
   });
-  const ino = await fh.stat().then((st) => st.ino, () => undefined);
-  if (ino === file.ino) return fh;
-  await fh.close().catch(() => undefined);
-  throw new FillFileGoneError('the fill ended before its file was opened (its path is another fill\'s file now)');
+  if (!fh) throw new FillFileGoneError('the fill ended before its file was opened (its path is another fill\'s file now)');
+  return fh;
 }
 
 /** One pool per leader socket (a connection per followed fill), for the life of the process. */
