@@ -11,7 +11,7 @@
 // 502/503/504 with a JSON body, nothing hangs. At the end, calm again, everything is asked
 // twice through the cache, and again after a clean restart: nothing kept from a fault may
 // be served, and the restart keeps what the disk held.
-// Run: node --import tsx bench/soak-cache.ts [--seconds 120] [--seed N] [--clients 24] [--workers 2] [--disk MiB] [--sched rr|none]
+// Run: node --import tsx bench/soak-cache.ts [--seconds 120] [--seed N] [--clients 24] [--workers 2] [--disk MiB]
 // Exit status 1 when any check failed; what failed is printed, and the data directory (with
 // the cache's log) is kept. Runs are summed up by hand in RESULTS.md.
 import { execFileSync } from 'node:child_process';
@@ -35,17 +35,9 @@ const { values: opts } = parseArgs({
     workers: { type: 'string', default: '2' },
     // the cache's data on a tmpfs of this many MiB (root): a disk that fills before the budget
     disk: { type: 'string' },
-    // how the workers get their connections: Node's round robin through the primary (its
-    // default, the cache's) or 'none', each worker accepting its own (NODE_CLUSTER_SCHED_POLICY).
-    // With round robin, a connection handed to a worker the soak stops, and the primary then
-    // kills, is never answered nor closed (deploy/OPERATIONS.md): a hang the soak reports,
-    // the primary holding the connection. 'none' looks for any other.
-    sched: { type: 'string', default: 'rr' },
   },
 });
 const SECONDS = Number(opts.seconds);
-const SCHED = opts.sched;
-if (SCHED !== 'rr' && SCHED !== 'none') throw new Error(`--sched: rr or none, not ${SCHED}`);
 const SEED = opts.seed === undefined ? randomBytes(4).readUInt32BE() : Number(opts.seed);
 const CLIENTS = Number(opts.clients);
 const BLOBS = Number(opts.blobs);
@@ -484,7 +476,7 @@ async function startServer(what: string, args: string[], env: NodeJS.ProcessEnv,
 }
 
 async function startCache(configFile: string): Promise<void> {
-  const started = await startServer('cache', ['cache', '--config', configFile], { NODE_CLUSTER_SCHED_POLICY: SCHED }, () => expectedExit);
+  const started = await startServer('cache', ['cache', '--config', configFile], {}, () => expectedExit);
   cache = started;
   expectedExit = false;
   started.child.stderr!.on('data', (chunk: Buffer) => {
@@ -512,7 +504,7 @@ async function killCache(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  console.log(`soak: seed ${SEED}, ${SECONDS} s, ${CLIENTS} clients, ${BLOBS} blobs, ${WORKERS} workers (${SCHED === 'rr' ? 'round robin' : 'each accepting its own'}), cache budget ${MAX_SIZE / 1048576} MiB`);
+  console.log(`soak: seed ${SEED}, ${SECONDS} s, ${CLIENTS} clients, ${BLOBS} blobs, ${WORKERS} workers, cache budget ${MAX_SIZE / 1048576} MiB`);
   // on a port of its own: restarted after a kill, the proxy finds it there again
   const originArgs = ['origin', '--listen', `127.0.0.1:${await freePort()}`, '--data', join(dir, 'origin')];
   let originStopping = false;

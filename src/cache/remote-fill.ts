@@ -159,7 +159,8 @@ export function serveFillEvents(app: FastifyInstance, ctx: CacheContext, socket:
   });
   app.addHook('onReady', async () => {
     await rm(socket, { force: true });
-    await new Promise<void>((resolve, reject) => internal.once('error', reject).listen(socket, resolve));
+    // Its own (exclusive): through node's cluster, the primary would accept each connection and pass it on.
+    await new Promise<void>((resolve, reject) => internal.once('error', reject).listen({ path: socket, exclusive: true }, resolve));
     // Later (a failed accept: EMFILE), followers find no answer and pass their requests through.
     internal.on('error', (err) => ctx.log.error({ err: err.message, socket }, 'the socket where other workers follow fills failed'));
   });

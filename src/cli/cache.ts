@@ -2,7 +2,6 @@
 import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import { toFleetError, UsageError } from '../errors.js';
-import { withPort } from '../config/units.js';
 import type { CacheConfig, CacheConfigFile } from '../cache/config.js';
 import type { probeUpstream } from '../cache/upstream.js';
 import { readWorkerEnv } from '../cache/cluster/protocol.js';
@@ -113,7 +112,7 @@ export function registerCache(program: Command): void {
       const link = env ? new ClusterLink(env) : undefined;
       // A worker whose primary is gone (killed) needs nothing here: node's cluster ends it
       // (its own 'disconnect' listener, there before this code loads), and a worker that ran
-      // on could not listen: the primary hands out the port (test/cache/cluster-startup.test.ts).
+      // on would be handed no connection: the primary holds the port (test/cache/cluster-startup.test.ts).
       try {
         const app = await buildCacheServer(config, link ? { link } : {});
         if (!link) {
@@ -122,8 +121,7 @@ export function registerCache(program: Command): void {
           app.addHook('onClose', async () => endProbe());
         }
         // Stopping, a worker also waits for the fills it leads: other workers' clients may follow them.
-        await serveUntilSignal(app, env?.port === undefined ? merged.listen : withPort(merged.listen, env.port), {
-          announce: !link,
+        await serveUntilSignal(app, env && link ? { path: env.http, serving: () => link.serve(app.server) } : merged.listen, {
           settle: () => app.cache.fills.drain(),
           ...(config.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: config.shutdownTimeoutMs }),
         });

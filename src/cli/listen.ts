@@ -1,10 +1,12 @@
 // Shared by the server commands: listen, announce, stop on signals.
+import { rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { parseListen } from '../config/units.js';
-import { ConfigError } from '../errors.js';
+import { listenUrl, parseListen } from '../config/units.js';
 import { CLOSE_MARGIN_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../http/server-options.js';
 import { ignoreHangup } from '../http/server-logging.js';
+import { listenError } from '../http/listen-error.js';
 
 /**
  * The longest drain `app` can run: its pluginTimeout also bounds the preClose hook the drain
@@ -42,26 +44,18 @@ function drain(app: FastifyInstance, ms: number, settle: () => Promise<unknown>)
   return Promise.race([Promise.all([closed, settle()]).then(() => undefined), timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Why the system refused to listen, in the user's terms. */
-const LISTEN_ERRORS: Record<string, string> = {
-  EADDRINUSE: 'the port is in use by another process',
-  EADDRNOTAVAIL: 'the address is not one of this machine\'s',
-  EACCES: 'permission denied (ports below 1024 need privileges)',
-  ENOTFOUND: 'the host name does not resolve',
-  EAI_AGAIN: 'the host name does not resolve (for now)',
-  EAI_FAIL: 'the host name does not resolve',
-};
-
-/** A failed listen as a configuration error (exit 3) naming the address, when the cause is the address or the system. */
-function listenError(err: unknown, listen: string): unknown {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  const why = code === undefined ? undefined : LISTEN_ERRORS[code];
-  if (why === undefined) return err;
-  return new ConfigError(`cannot listen on ${listen}: ${why} (${code})`, undefined, undefined, 'listen');
+/**
+ * Where a worker of a multi-process cache listens: its private socket, which no client uses
+ * (the primary hands it connections: see cache/cluster/handoff.ts). `serving` is called once
+ * it listens, its signal handlers in place; nothing is printed (the primary announces the cache).
+ */
+interface WorkerListen {
+  readonly path: string;
+  readonly serving: () => void;
 }
 
 interface ServeOptions {
-  /** Print the "listening" line (not in a cache worker, whose primary does). */
+  /** Print the "listening" line (a worker's socket never is). */
   readonly announce?: boolean;
   readonly shutdownTimeoutMs?: number;
   /** Work in flight besides the connections that a stopping server waits for (see drain). */
@@ -69,14 +63,14 @@ interface ServeOptions {
 }
 
 /**
- * Listens, prints `listening http://HOST:PORT` on stdout (unless `announce` is false: a
- * cache worker, whose primary announces), and resolves when a signal stopped the server.
+ * Listens on `listen` (HOST:PORT, or a cache worker's socket), prints `listening
+ * http://HOST:PORT` on stdout (not a worker), and resolves when a signal stopped the server.
  * On SIGINT or SIGTERM the server drains (see drain) for up to `shutdownTimeoutMs`; more
  * signals meanwhile are ignored (systemd signals a cache's workers as well as its primary,
  * which signals them too), except a second SIGINT, which cuts at once (Ctrl-C twice).
  */
-export async function serveUntilSignal(app: FastifyInstance, listen: string, { announce = true, shutdownTimeoutMs = DEFAULT_SHUTDOWN_TIMEOUT_MS, settle = async () => undefined }: ServeOptions = {}): Promise<void> {
-  const { host, port } = parseListen(listen);
+export async function serveUntilSignal(app: FastifyInstance, listen: string | WorkerListen, { announce = true, shutdownTimeoutMs = DEFAULT_SHUTDOWN_TIMEOUT_MS, settle = async () => undefined }: ServeOptions = {}): Promise<void> {
+  const onPort = typeof listen === 'string';
   const limit = drainLimit(app, shutdownTimeoutMs);
   if (limit < shutdownTimeoutMs) {
     app.log.warn({ shutdownTimeoutMs, pluginTimeout: app.initialConfig.pluginTimeout, drainMs: limit }, 'shutdownTimeout is longer than this server was built for: a drain is cut sooner');
@@ -86,14 +80,14 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string, { a
     await Promise.race([drain(app, limit, settle), new Promise<void>((resolve) => (cut = resolve))]);
   });
   try {
-    await app.listen({ host, port });
+    // A worker's socket is its own (exclusive): through node's cluster, the primary would
+    // accept its connections. The file of a worker it replaces (killed) is in the way.
+    if (!onPort) await rm(listen.path, { force: true });
+    await app.listen(onPort ? parseListen(listen) : { path: listen.path, exclusive: true });
   } catch (err) {
     await app.close().catch(() => undefined); // releases the data directory
-    throw listenError(err, listen);
+    throw onPort ? listenError(err, listen) : err;
   }
-  const addr = app.server.address();
-  const actualPort = typeof addr === 'object' && addr ? addr.port : port;
-  const shownHost = host.includes(':') ? `[${host}]` : host;
   // The line is written after the handlers are in place: whoever reads it may signal at once.
   // A close that fails (a close hook that throws) rejects: the command ends with the
   // catalogue's message and exit code, not a process killed by an unhandled rejection.
@@ -105,7 +99,7 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string, { a
         return;
       }
       stopping = true;
-      if (announce) app.log.info({ signal }, 'stopping: draining the requests in flight');
+      if (onPort && announce) app.log.info({ signal }, 'stopping: draining the requests in flight');
       const stopped = (err?: unknown): void => {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
@@ -115,10 +109,11 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string, { a
       };
       app.close().then(() => stopped(), stopped);
     };
-    const onHangup = (): void => ignoreHangup(app.log, announce);
+    const onHangup = (): void => ignoreHangup(app.log, onPort && announce);
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     process.on('SIGHUP', onHangup);
-    if (announce) process.stdout.write(`listening http://${shownHost}:${actualPort}\n`);
+    if (!onPort) listen.serving();
+    else if (announce) process.stdout.write(`listening ${listenUrl(listen, (app.server.address() as AddressInfo).port)}\n`);
   });
 }

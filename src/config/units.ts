@@ -113,10 +113,10 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
-/** The listen address `listen` with another port. */
-export function withPort(listen: string, port: number): string {
+/** The URL of a server listening on `listen` (HOST:PORT), which got `port` (the one asked, or another for port 0). */
+export function listenUrl(listen: string, port: number): string {
   const { host } = parseListen(listen);
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`;
 }
 
 /** Parses an http or https URL (an upstream, a cache, an S3 endpoint). */

@@ -98,10 +98,9 @@ function headTimeoutError(): NodeJS.ErrnoException {
  * may send before a request line (RFC 9112 §2.2), which node skips without counting them,
  * reset its idle timers: a CRLF every few seconds kept a connection open for ever.
  *
- * The cap is counted here rather than by node's server.maxConnections: in a cache worker,
- * node's cluster hands a connection a worker refuses to another, and back, without end
- * (measured: most of a CPU in the primary for one connection over the cap of both workers).
- * A connection over the cap is answered 503 (FC_ERR_UNAVAILABLE) before anything is read
+ * The cap is counted here rather than by node's server.maxConnections, which node checks
+ * only for the connections its server accepts itself, not those a cache worker is handed by
+ * its primary (cache/cluster/handoff.ts), and which it closes without a word. A connection over the cap is answered 503 (FC_ERR_UNAVAILABLE) before anything is read
  * from it, and closed.
  */
 export function limitConnections(server: Server, limits: ConnectionLimits, log: Pick<FastifyBaseLogger, 'warn'>): void {

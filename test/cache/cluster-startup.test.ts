@@ -20,19 +20,23 @@ async function workersOf(pid: number): Promise<number[]> {
   return pids;
 }
 
-t.test('a port in use: the cache exits non-zero, naming the address, its workers stopped', async (t) => {
+t.test('a port in use: the cache exits non-zero, naming the address, before any worker starts', async (t) => {
   const taken: Server = createServer();
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => taken.close(() => resolve())));
   const { port } = taken.address() as { port: number };
-  const cache = spawnWorkersCache(t, `127.0.0.1:${port}`, t.testdir());
-  const workers = await workersOf(cache.child.pid!);
-  await eventually('the cache exits', () => cache.child.exitCode !== null || cache.child.signalCode !== null, 30_000);
+  const tmp = mkdtempSync(join(tmpdir(), 'fc-port-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  const data = join(t.testdir(), 'data');
+  const cache = spawnWorkersCache(t, `127.0.0.1:${port}`, data, [], { TMPDIR: tmp, FLEETCACHE_LOG_LEVEL: 'info' });
   const code = await cache.exited;
+  const pids = new Set([...cache.stderr().matchAll(/"pid":(\d+)/g)].map((m) => Number(m[1])));
+  t.same([...pids], [cache.child.pid], 'every line logged by the primary: no worker started');
   t.equal(code, 3, 'exit 3, by itself');
   t.match(cache.stderr(), new RegExp(`fleetcache: error: cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use by another process \\(EADDRINUSE\\)\n`), 'the error names the address and why');
   t.notMatch(cache.stdout(), /listening/, 'never announced');
-  for (const pid of workers) t.notOk(isAlive(pid), `worker ${pid} stopped`);
+  t.same(readdirSync(tmp), [], 'its socket directory removed');
+  t.ok(existsSync(data), 'the data directory is made (the port is tried once the store is open)');
 });
 
 t.test("a temporary directory too long for the workers' socket paths: exit 3, naming the path and what to do, nothing started", async (t) => {

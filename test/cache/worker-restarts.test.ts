@@ -20,7 +20,7 @@ import { startUpstream } from './upstream-fixture.js';
 // One cache for three subtests (a cache start is half a second of CPU, and each worker more):
 // the first pauses it whole, the second stops a worker, which the primary kills after
 // workerTimeout, the third counts that death as the first of five.
-t.test('two workers, NODE_CLUSTER_SCHED_POLICY=none, workerTimeout 1s, workerRestartDelay 100ms: a pause of the whole cache, a stopped worker killed by the primary, then each replacement killed in turn', async (t) => {
+t.test('two workers, workerTimeout 1s, workerRestartDelay 100ms: a pause of the whole cache, a stopped worker killed by the primary, then each replacement killed in turn', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const blob = up.addBlob(4096);
   const dir = t.testdir();
@@ -28,7 +28,7 @@ t.test('two workers, NODE_CLUSTER_SCHED_POLICY=none, workerTimeout 1s, workerRes
   // workerTimeout 1 s (the primary looks every 333 ms): the waits below are in proportion to it.
   // workerRestartDelay 100 ms, 200, 400, 800 (the default's 250 ms, 0.5, 1, 2 s in all took 3.75 s)
   writeFileSync(path.join(dir, 'cache.yaml'), 'workerTimeout: 1s\nworkerRestartDelay: 100ms\n');
-  const cache = await startServerProcess(t, ['cache', '-c', path.join(dir, 'cache.yaml'), '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn', NODE_CLUSTER_SCHED_POLICY: 'none' });
+  const cache = await startServerProcess(t, ['cache', '-c', path.join(dir, 'cache.yaml'), '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', path.join(dir, 'data'), '--workers', '2'], { FLEETCACHE_LOG_LEVEL: 'warn' });
   const exited = new Promise<number | null>((resolve) => cache.child.once('exit', (code) => resolve(code)));
   const primary = cache.child.pid!;
   const [first, survivor] = cacheWorkers(primary);
@@ -53,14 +53,13 @@ t.test('two workers, NODE_CLUSTER_SCHED_POLICY=none, workerTimeout 1s, workerRes
     t.ok(workers.every((pid) => isAlive(pid)), 'both workers live on');
   });
 
-  // The setting deploy/OPERATIONS.md offers against connections lost with a dying worker.
-  await t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout and replaced; with NODE_CLUSTER_SCHED_POLICY=none it is left no connection, every fresh one is answered', async (t) => {
+  await t.test('a worker that stops answering (SIGSTOP) is killed after workerTimeout and replaced; no connection is lost with it, every fresh one is answered', async (t) => {
     const stopped = rememberProcess(first!);
     t.teardown(() => stopped.kill('SIGKILL'));
     stopped.kill('SIGSTOP');
-    // Each worker accepts for itself: the stopped one takes none of these. With Node's round
-    // robin (its default) the primary hands one to the stopped worker, and that one is never
-    // answered nor closed once the worker is killed: Node keeps it in flight.
+    // The primary hands the stopped worker one of these, which it never takes: once the
+    // worker is killed, that one goes to the other worker (handoff.ts). With Node's round
+    // robin it was never answered nor closed: Node kept it in flight.
     const settled: string[] = [];
     for (let i = 0; i < 6; i++) {
       void fetchHash(`${cache.url}/-/healthz`, {}, { fresh: true }).then(

@@ -2,9 +2,11 @@
 // bodies it reads and the count of fills it leads (batched on a timer) and deletions to the
 // primary, hears about evictions, and asks for the figures of the whole cache. Which worker
 // fills an object is settled without the primary (see fills.ts).
+import type { Server } from 'node:http';
+import { Socket } from 'node:net';
 import type { KindTally } from '../metrics.js';
 import type { ErrorCode } from '../../errors.js';
-import { Outbox, unbatch, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerEnv, type WorkerMessage } from './protocol.js';
+import { Outbox, unbatch, type HandedConnection, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerEnv, type WorkerMessage } from './protocol.js';
 
 /**
  * Commits, hits and the count of fills led are reported at most this often: the primary's
@@ -22,6 +24,9 @@ export class ClusterLink {
   /** The other workers' sockets. */
   readonly peers: readonly string[];
   #outbox: Outbox<WorkerMessage>;
+  readonly #send: (m: WorkerMessage, sent: () => void) => void;
+  /** The server that takes the connections the primary hands (see serve). */
+  #server: Server | undefined;
   /** @public read by `this.#next++` in #ask, which knip does not count as a use. */
   #next = 1;
   #pending = new Map<number, (m: Reply) => void>();
@@ -53,7 +58,36 @@ export class ClusterLink {
     this.socket = env.socket;
     this.peers = env.peers;
     this.#outbox = new Outbox<WorkerMessage>((m) => void send(m));
-    proc.on('message', (m: unknown) => unbatch<PrimaryMessage>(m, (one) => this.#receive(one)));
+    this.#send = (m, sent) => void send(m, undefined, {}, () => sent());
+    proc.on('message', (m: unknown, handle: unknown) => {
+      if (handle instanceof Socket && isConnection(m)) return this.#take(m.conn, handle);
+      unbatch<PrimaryMessage>(m, (one) => this.#receive(one));
+    });
+  }
+
+  /**
+   * Serves the connections the primary hands this worker with `server` (listening: see
+   * WorkerEnv.http), from now on. Each is said taken before it is read: until then the
+   * primary keeps its copy, and hands it to another worker if this one dies first.
+   */
+  serve(server: Server): void {
+    this.#server = server;
+    this.#outbox.push({ t: 'ready' });
+    this.#outbox.flush();
+  }
+
+  #take(conn: number, socket: Socket): void {
+    // Reset before node's handlers are on it: ended here, not as an uncaught error.
+    const early = (): void => undefined;
+    socket.on('error', early);
+    // Sent before the socket is read (its write done): a worker that reads dies after its
+    // 'took' is on the channel, which the primary reads to its end.
+    this.#send({ t: 'took', conn }, () => {
+      socket.off('error', early);
+      if (socket.destroyed) return;
+      if (this.#server) adoptConnection(this.#server, socket);
+      else socket.destroy(); // never: the primary hands connections once told to (serve)
+    });
   }
 
   /**
@@ -196,6 +230,24 @@ export class ClusterLink {
       }
     }
   }
+}
+
+/**
+ * What node's net.Server does with a connection it accepts (lib/net.js, onconnection), for
+ * one the primary accepted: counted among the server's connections (server.close() waits for
+ * it, a draining worker's too; a socket's end uncounts it), with node:http's TCP_NODELAY,
+ * then given to the server's listeners.
+ */
+function adoptConnection(server: Server, socket: Socket): void {
+  (server as Server & { _connections: number })._connections++;
+  Object.assign(socket, { server, _server: server });
+  socket.setNoDelay(true);
+  server.emit('connection', socket);
+}
+
+/** A connection sent by the primary (with its socket as the message's handle). */
+function isConnection(m: unknown): m is HandedConnection {
+  return typeof m === 'object' && m !== null && (m as { t?: unknown }).t === 'conn' && typeof (m as { conn?: unknown }).conn === 'number';
 }
 
 /** The 'reading' report of `changes` (see ClusterLink.reading): each body opened (with its size) or closed. */

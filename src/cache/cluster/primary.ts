@@ -1,22 +1,26 @@
 // The primary of a multi-process cache (see protocol.ts): owns the LRU index of the data
-// directory, forks the workers that serve, restarts one that dies (within limits, see
+// directory, listens on the cache's port and hands each connection to a worker (handoff.ts),
+// forks the workers that serve, restarts one that dies (within limits, see
 // RESTART_LIMIT_BURST), and stops them all on SIGINT/SIGTERM (SIGHUP is ignored, said in the log).
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import path from 'node:path';
 import { AggregatorRegistry, Counter, Registry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { DEFAULT_WORKER_RESTART_DELAY_MS, DEFAULT_WORKER_TIMEOUT_MS, type CacheConfig } from '../config.js';
 import { DiskStore, isCasId } from '../disk-store.js';
 import { ConfigError, FleetError } from '../../errors.js';
-import { parseListen } from '../../config/units.js';
-import { freePort } from '../../http/free-port.js';
+import { listenUrl, parseListen } from '../../config/units.js';
+import { DEFAULT_MAX_CONNECTIONS } from '../../http/connection-limits.js';
+import { listenError } from '../../http/listen-error.js';
 import { ignoreHangup } from '../../http/server-logging.js';
 import { lockDataDir } from '../../store/dir-lock.js';
 import { addTally, emptyTally, registerStartTime, registerTallyCounters, TALLY_COUNTERS, type KindTally } from '../metrics.js';
-import { Outbox, unbatch, workerEnv, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
+import { ConnectionHandoff, type HandConnection } from './handoff.js';
+import { Outbox, unbatch, workerEnv, type HandedConnection, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerMessage } from './protocol.js';
 import { removeLeftoversOfDeadPids } from '../../pid-alive.js';
 
 const STORE_BROADCAST_MS = 250;
@@ -58,7 +62,7 @@ interface LiveWorker {
   reading: Map<string, number>;
   tally: Record<string, KindTally>;
   metrics?: MetricsJson;
-  /** Listening, so asked every WATCH_MS. */
+  /** Serving (it said 'ready'), so asked every WATCH_MS. */
   watched?: boolean;
   /** When the oldest question it has not answered yet was sent. */
   asked?: number;
@@ -66,9 +70,9 @@ interface LiveWorker {
 
 interface PrimaryHandle {
   /**
-   * The URL every worker listens on, once all of them do; undefined when the cache was
-   * stopped first (a signal while starting). Rejects with its error when a worker fails to
-   * start (it cannot listen, say): the workers are then stopped (see `stopped`).
+   * The cache's URL, once every worker serves; undefined when the cache was stopped first (a
+   * signal while starting). Rejects with its error when a worker fails to start: the workers
+   * are then stopped (see `stopped`).
    */
   readonly url: Promise<string | undefined>;
   /**
@@ -82,8 +86,10 @@ interface PrimaryHandle {
 const SOCKET_DIR_PREFIX = 'fleetcache-cache-';
 const SOCKET_DIR = new RegExp(`^${SOCKET_DIR_PREFIX}(\\d+)-`);
 
-/** A worker's private socket, in the primary's socket directory. */
+/** A worker's private socket (where others follow its fills), in the primary's socket directory. */
 const socketName = (index: number): string => `w${index}.sock`;
+/** Where a worker's HTTP server listens (see WorkerEnv.http): as long as socketName (see checkSocketPaths). */
+const httpSocketName = (index: number): string => `h${index}.sock`;
 
 /**
  * The longest path a Unix socket can listen on: sun_path holds 108 bytes on Linux (104 on
@@ -188,18 +194,29 @@ function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
   return [...out.values()];
 }
 
+/** Listens on `listen` (HOST:PORT) with `server`; a failure said in the user's terms (see listenError). */
+async function listenOn(server: Server, listen: string): Promise<AddressInfo> {
+  const { host, port } = parseListen(listen);
+  try {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    }));
+  } catch (err) {
+    throw listenError(err, listen);
+  }
+  return server.address() as AddressInfo;
+}
+
 /**
- * `listen`: the address the workers listen on. Node's cluster shares one listening socket among
- * the workers that asked for the same address and port, and closes it with the last of them:
- * with port 0, a worker started after every other had died would get another port than the
- * one announced, so port 0 is turned into a free port here, before any worker starts.
+ * `listen`: the cache's address, where the primary accepts every connection and hands each to
+ * a worker (see handoff.ts); it listens before any worker starts, and for as long as the cache runs.
  */
 export async function runCachePrimary(config: CacheConfig, workers: number, log: Logger, listen: string): Promise<PrimaryHandle> {
   // The cache's counters start here: a worker replaced later does not reset them (/-/stats)
   const startedAt = new Date().toISOString();
   checkSocketPaths(tmpdir(), workers);
-  const { host, port: configuredPort } = parseListen(listen);
-  const chosenPort = configuredPort === 0 ? await freePort(host) : undefined;
+  parseListen(listen); // a malformed address refused before anything starts
   // The primary holds the data directory for its workers, before the store opens (opening empties tmp/).
   const lock = await lockDataDir(config.dataDir);
   removeStaleSocketDirs(tmpdir());
@@ -232,13 +249,21 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     for (const { outbox } of live.values()) outbox.push(m);
   };
   const store = new DiskStore(config.dataDir, config.maxSize, log, { onEvicted: (id) => broadcast({ t: 'forget', id }), maxSizeSetting: config.maxSizeSetting });
+  // Held while no worker is free (all of them dead, say) up to as many as one worker would keep open.
+  const handoff = new ConnectionHandoff(config.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+  const front = createServer({ pauseOnConnect: true }, (socket) => handoff.connection(socket));
+  let address: AddressInfo;
   try {
     await store.open();
+    address = await listenOn(front, listen);
   } catch (err) {
     rmSync(socketDir, { recursive: true, force: true });
     await lock.release();
     throw err;
   }
+  // A failed accept (EMFILE: the primary's file limit) loses that connection only.
+  front.on('error', (err) => log.error({ err: err.message }, 'cannot accept a connection on the cache\'s port'));
+  const cacheUrl = listenUrl(listen, address.port);
   /** Fills in flight in the whole cache, as last reported by the workers that lead them. */
   const inflight = (): number => [...live.values()].reduce((n, w) => n + w.leading, 0);
   const figures = (): StoreFigures => ({ bytes: store.bytes, objects: store.count, evicted: { ...store.evicted }, inflight: inflight() });
@@ -344,6 +369,10 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         return;
       case 'failed':
         return failed(new FleetError(m.code, m.message));
+      case 'ready':
+        return serves(id);
+      case 'took':
+        return handoff.took(id, m.conn);
       case 'metrics-json':
         return asking.get(m.req)?.(id, m.metrics);
       case 'counters': {
@@ -362,11 +391,12 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
 
   /** Each worker's private socket, where the others follow its fills (a replacement gets the same). */
   const sockets = Array.from({ length: workers }, (_, i) => path.join(socketDir, socketName(i)));
+  /** Workers that serve since the cache started (it has once all of them do). */
+  let serving = 0;
   let resolveUrl!: (url: string | undefined) => void;
   let rejectUrl!: (err: Error) => void;
   const url = new Promise<string | undefined>((resolve, reject) => { resolveUrl = resolve; rejectUrl = reject; });
   void url.catch(() => undefined); // the caller's to handle; never unhandled meanwhile
-  let listening = 0;
   let started = false;
   /** When workers died since the cache started, within the last RESTART_LIMIT_WINDOW_MS. */
   const deaths: number[] = [];
@@ -385,7 +415,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   function fork(index: number): void {
     const socket = sockets[index]!;
     const tempOrigin = randomBytes(6).toString('hex');
-    const worker = cluster.fork(workerEnv({ socket, peers: sockets.filter((s) => s !== socket), tempOrigin, ...(chosenPort === undefined ? {} : { port: chosenPort }) }));
+    const worker = cluster.fork(workerEnv({ socket, http: path.join(socketDir, httpSocketName(index)), peers: sockets.filter((s) => s !== socket), tempOrigin }));
     const outbox = new Outbox<PrimaryMessage>((m) => {
       if (worker.isConnected()) worker.send(m);
     });
@@ -399,18 +429,8 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       entry.asked = undefined; // it answers
       unbatch<WorkerMessage>(m, (one) => onMessage(worker.id, one));
     });
-    worker.on('listening', (addr) => {
-      if (addr.addressType === -1) return; // its private Unix socket
-      entry.watched = true; // asked from now on (see WATCH_MS)
-      outbox.push({ t: 'store', ...figures() });
-      // The end of a death logged above ('cache worker died: starting another').
-      if (started) return void log.info({ worker: worker.id }, 'replacement cache worker listening');
-      if (++listening === workers) {
-        const host = addr.address?.includes(':') ? `[${addr.address}]` : addr.address;
-        started = true;
-        resolveUrl(`http://${host}:${addr.port}`);
-      }
-    });
+    // Once its channel is read to the end: the connection it had not taken goes to another.
+    worker.process.once('close', () => handoff.remove(worker.id));
     worker.once('exit', (code, signal) => {
       const last = live.get(worker.id);
       live.delete(worker.id);
@@ -433,6 +453,29 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         (err: Error) => log.error({ err: err.message }, 'cannot index the bodies a dead worker had not reported'),
       );
     });
+  }
+
+  /** Worker `id` serves: it is handed connections, and watched, from now on. */
+  function serves(id: number): void {
+    const entry = live.get(id);
+    if (!entry || stopping) return;
+    const { worker, outbox } = entry;
+    entry.watched = true; // asked from now on (see WATCH_MS)
+    outbox.push({ t: 'store', ...figures() });
+    const hand: HandConnection = (conn, socket) => worker.send({ t: 'conn', conn } satisfies HandedConnection, socket, { keepOpen: true }, (err) => {
+      if (!err) return;
+      handoff.unsent(id, conn);
+      if (!worker.isConnected()) return; // gone: its 'close' follows
+      log.error({ worker: id, err: err.message }, 'cannot hand a connection to a cache worker: killing it');
+      worker.process.kill('SIGKILL');
+    });
+    handoff.add(id, hand);
+    // The end of a death logged above ('cache worker died: starting another').
+    if (started) return void log.info({ worker: id }, 'replacement cache worker listening');
+    if (++serving === workers) {
+      started = true;
+      resolveUrl(cacheUrl);
+    }
   }
 
   /** A worker that served died: replaced after a back-off, or the cache stops (see RESTART_LIMIT_BURST). */
@@ -491,6 +534,9 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       return;
     }
     stopping = true;
+    // No connection more: those held are closed, those handed are the workers' to drain.
+    front.close();
+    handoff.close();
     clearInterval(watch);
     for (const timer of respawns) clearTimeout(timer);
     log.info({ workers: live.size }, 'stopping the cache workers');

@@ -42,7 +42,11 @@ export type WorkerMessage =
   /** The worker's registry, sent after each batch of reports: its other counters (errors, sendfile, CPU) still count when it dies. */
   | { readonly t: 'counters'; readonly metrics: MetricsJson }
   /** The worker could not start (build or listen): the primary stops the cache with this error. */
-  | { readonly t: 'failed'; readonly code: ErrorCode; readonly message: string };
+  | { readonly t: 'failed'; readonly code: ErrorCode; readonly message: string }
+  /** The worker serves: the primary hands it connections from now on (see handoff.ts). */
+  | { readonly t: 'ready' }
+  /** The worker took connection `conn`, before reading from it (see handoff.ts). */
+  | { readonly t: 'took'; readonly conn: number };
 
 /** Primary → worker. */
 export type PrimaryMessage =
@@ -56,6 +60,12 @@ export type PrimaryMessage =
   /** The answer to 'room', once the evicted files are unlinked; `readBytes`: the bytes of the bodies every worker reads then. */
   | { readonly t: 'room'; readonly req: number; readonly freed: number; readonly readBytes: number }
   | { readonly t: 'metrics?'; readonly req: number };
+
+/** Primary → worker: a connection of the cache's port, sent alone with its socket as the message's handle (see handoff.ts). */
+export interface HandedConnection {
+  readonly t: 'conn';
+  readonly conn: number;
+}
 
 /** A prom-client registry as JSON (Registry.getMetricsAsJSON). */
 export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
@@ -112,12 +122,17 @@ function isBatch<M>(m: M | Batch<M>): m is Batch<M> {
   return (m as { t?: unknown }).t === 'batch';
 }
 
-/** What a worker is started with: its private socket and the other workers'. */
+/** What a worker is started with: its private sockets and the other workers'. */
 export interface WorkerEnv {
+  /** Where other workers follow its fills. */
   readonly socket: string;
+  /**
+   * Where its HTTP server listens, for no one: its connections come from the primary (see
+   * handoff.ts). Listening makes node and fastify treat the server as one that serves: node's
+   * checks of late request heads start with it, fastify's close drains only a server it listened with.
+   */
+  readonly http: string;
   readonly peers: readonly string[];
-  /** The port to listen on instead of the configured port 0: one the primary chose for all (see runCachePrimary). */
-  readonly port?: number;
   /** The prefix of its temp files' names (disk-store.ts useTempOrigin): the primary removes them when it dies. */
   readonly tempOrigin?: string;
 }
