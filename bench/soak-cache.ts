@@ -167,10 +167,14 @@ async function askOnce(op: string, path: string, options: Omit<Dispatcher.Reques
   if (Date.now() - started >= HANG_MS) violation(op, `${options.method} ${path} took ${Date.now() - started} ms`);
 }
 
-/** What a status says of a blob of `state`: a violation when the cache's answer contradicts it. */
-function checkPresence(op: string, blob: KnownBlob, status: number, path: string): 'present' | 'absent' | undefined {
+/**
+ * What a status says of `blob`: a violation when the cache's answer contradicts what is known.
+ * A 404 is wrong only for a blob stored before the request was sent (`storedBefore`): one
+ * uploaded by another client meanwhile may have been asked upstream before it was there.
+ */
+function checkPresence(op: string, blob: KnownBlob, status: number, path: string, storedBefore: boolean): 'present' | 'absent' | undefined {
   if (status === 404) {
-    if (blob.state === 'present') violation(op, `404 for ${path}, stored at the origin (${blob.data.length} bytes)`);
+    if (storedBefore) violation(op, `404 for ${path}, stored at the origin (${blob.data.length} bytes) before the request`);
     return 'absent';
   }
   if (status === 200 || status === 206) {
@@ -184,8 +188,9 @@ function checkPresence(op: string, blob: KnownBlob, status: number, path: string
 const blobPath = (blob: KnownBlob): string => `/cas/sha256/${blob.hex}`;
 
 async function getWhole(blob: KnownBlob, op = 'get'): Promise<void> {
+  const storedBefore = blob.state === 'present';
   await ask(op, blobPath(blob), { method: 'GET' }, async (res) => {
-    if (checkPresence(op, blob, res.statusCode, blobPath(blob)) !== 'present') return `status-${res.statusCode}`;
+    if (checkPresence(op, blob, res.statusCode, blobPath(blob), storedBefore) !== 'present') return `status-${res.statusCode}`;
     const body = await readBody(res);
     if (body === 'cut') return 'body-cut';
     if (body.length !== blob.data.length || sha256(body) !== blob.hex) {
@@ -206,8 +211,9 @@ async function getRange(blob: KnownBlob): Promise<void> {
   const suffix = random() < 0.15;
   const header = suffix ? `bytes=-${end - start + 1}` : `bytes=${start}-${end}`;
   const [from, to] = suffix ? [size - (end - start + 1), size - 1] : [start, end];
+  const storedBefore = blob.state === 'present';
   await ask('range', blobPath(blob), { method: 'GET', headers: { range: header } }, async (res) => {
-    if (checkPresence('range', blob, res.statusCode, blobPath(blob)) !== 'present') return `status-${res.statusCode}`;
+    if (checkPresence('range', blob, res.statusCode, blobPath(blob), storedBefore) !== 'present') return `status-${res.statusCode}`;
     const body = await readBody(res);
     if (body === 'cut') return 'body-cut';
     if (res.statusCode === 200) {
@@ -221,8 +227,9 @@ async function getRange(blob: KnownBlob): Promise<void> {
 }
 
 async function head(blob: KnownBlob): Promise<void> {
+  const storedBefore = blob.state === 'present';
   await ask('head', blobPath(blob), { method: 'HEAD' }, async (res) => {
-    if (checkPresence('head', blob, res.statusCode, blobPath(blob)) !== 'present') return `status-${res.statusCode}`;
+    if (checkPresence('head', blob, res.statusCode, blobPath(blob), storedBefore) !== 'present') return `status-${res.statusCode}`;
     if (res.headers['content-length'] !== String(blob.data.length)) violation('head', `content-length ${String(res.headers['content-length'])} for ${blob.data.length} bytes`);
     return 'ok';
   });

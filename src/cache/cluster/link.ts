@@ -80,8 +80,12 @@ export class ClusterLink {
     // Reset before node's handlers are on it: ended here, not as an uncaught error.
     const early = (): void => undefined;
     socket.on('error', early);
-    // Sent before the socket is read (its write done): a worker that reads dies after its
-    // 'took' is on the channel, which the primary reads to its end.
+    // The connection is given to the server once 'took' is written: a worker that dies after
+    // it read from the socket has its 'took' on the channel, which the primary reads to its end.
+    // Node reads the socket as soon as the event loop polls, which a write to the channel
+    // comes before unless the channel is full (the primary behind with the worker's reports):
+    // a worker dying then, having read the request, leaves the next worker a connection whose
+    // client waits for an answer to a request that worker never saw (cut by its head timeout).
     this.#send({ t: 'took', conn }, () => {
       socket.off('error', early);
       if (socket.destroyed) return;
