@@ -1,12 +1,12 @@
 // How the connections of a multi-process cache reach its workers. The primary accepts each
 // connection on the cache's port, reads nothing from it (pauseOnConnect), and hands it to one
 // worker over the cluster channel; the worker says it took it before it reads a byte (see
-// ClusterLink.serve). Node's own round robin does the same, but loses a connection handed to
-// a worker that dies before taking it (killed, or stopped and then killed by the primary's
-// watchdog): Node keeps its copy in the callback of a reply that never comes, and the client
-// waits for its own timeout (nodejs/node#3551). Here the primary keeps its copy until the
-// worker says it took it, and a worker whose channel closes first had not read from it: the
-// connection goes to another worker. As with Node's round robin, a worker is handed its next
+// ClusterLink.serve, and its #take for the one exception). Node's own round robin does the
+// same, but loses a connection handed to a worker that dies before taking it (killed, or
+// stopped and then killed by the primary's watchdog): Node keeps its copy in the callback of
+// a reply that never comes, and the client waits for its own timeout (nodejs/node#3551).
+// Here the primary keeps its copy until the worker says it took it, and a worker whose
+// process ends first had not read from it: the connection goes to another worker. As with Node's round robin, a worker is handed its next
 // connection once it took the last: a stopped one holds one, until it goes on or is killed.
 import type { Socket } from 'node:net';
 
