@@ -104,6 +104,26 @@ t.test('a connection that could not be sent goes to another worker; that worker 
   t.equal(handed.get(1)!.length, 1, 'not to the one that failed');
 });
 
+t.test('a worker that answers a question asked after it was handed a connection, not having taken it, never got it: the connection goes to another', async (t) => {
+  const { open } = await frontDoor(t);
+  const { handoff, handed, add } = recording();
+  add(1);
+  const before = handoff.moment();
+  const a = await open();
+  handoff.connection(a.socket);
+  handoff.answered(1, before);
+  t.same(handed.get(1)!.map(([, s]) => s), [a.socket], 'an answer to a question asked before the hand-off says nothing of it');
+  add(2);
+  handoff.answered(1, handoff.moment());
+  t.same(handed.get(2)!.map(([, s]) => s), [a.socket], 'an answer to one asked after: the connection goes to the other worker');
+  const b = await open();
+  handoff.connection(b.socket);
+  t.same(handed.get(1)!.map(([, s]) => s), [a.socket, b.socket], 'and the worker that answered is free again');
+  handoff.took(1, handed.get(1)![0]![0]);
+  t.notOk(a.socket.destroyed, 'a took of the lost hand-off closes nothing');
+  t.notOk(b.socket.destroyed, "nor the worker's next connection");
+});
+
 t.test('at most maxWaiting held while no worker is free; stopping closes those held, and any that comes or comes back', async (t) => {
   const { open } = await frontDoor(t);
   const { handoff, handed, add } = recording(2);

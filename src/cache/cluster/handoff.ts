@@ -6,8 +6,12 @@
 // stopped and then killed by the primary's watchdog): Node keeps its copy in the callback of
 // a reply that never comes, and the client waits for its own timeout (nodejs/node#3551).
 // Here the primary keeps its copy until the worker says it took it, and a worker whose
-// process ends first had not read from it: the connection goes to another worker. As with Node's round robin, a worker is handed its next
-// connection once it took the last: a stopped one holds one, until it goes on or is killed.
+// process ends first had not read from it: the connection goes to another worker. As with
+// Node's round robin, a worker is handed its next connection once it took the last: a
+// stopped one holds one, until it goes on or is killed. A worker that never gets a
+// connection sent to it (node drops a message whose socket did not come through:
+// NODE_HANDLE_NACK, the worker at its file limit) answers the primary's next ping without
+// having taken it: the connection then goes to another worker (see answered).
 import type { Socket } from 'node:net';
 
 /** Sends connection number `conn` to a worker (see ClusterLink.serve for the other side). */
@@ -18,11 +22,12 @@ export class ConnectionHandoff {
   #free: number[] = [];
   /** How to reach each worker that takes connections. */
   readonly #hands = new Map<number, HandConnection>();
-  /** The connection handed to each worker and not taken yet: the primary's copy stays open. */
-  readonly #given = new Map<number, { readonly conn: number; readonly socket: Socket }>();
+  /** The connection handed to each worker and not taken yet (`at`: see moment): the primary's copy stays open. */
+  readonly #given = new Map<number, { readonly conn: number; readonly socket: Socket; readonly at: number }>();
   /** Connections accepted while no worker was free (all busy taking one, or none alive), oldest first. */
   #waiting: Socket[] = [];
   #next = 1;
+  #moments = 0;
   #closed = false;
   readonly #maxWaiting: number;
 
@@ -50,6 +55,28 @@ export class ConnectionHandoff {
     if (given?.conn !== conn) return;
     this.#given.delete(id);
     given.socket.destroy();
+    if (this.#hands.has(id)) this.#becameFree(id);
+  }
+
+  /**
+   * Now, in the order of what is sent to the workers: a question sent to a worker after this
+   * call reaches it after every connection handed before (node sends nothing to a worker
+   * while a socket it was sent is unacknowledged), and its answer comes after that
+   * connection's 'took' (the worker writes it first: see ClusterLink.serve).
+   */
+  moment(): number {
+    return this.#moments++;
+  }
+
+  /**
+   * Worker `id` answered a question sent at `moment`: a connection handed to it before, and
+   * not taken, never reached it. It goes to another worker first, and `id` is free again.
+   */
+  answered(id: number, moment: number): void {
+    const given = this.#given.get(id);
+    if (!given || given.at >= moment) return;
+    this.#given.delete(id);
+    this.#route(given.socket, true);
     if (this.#hands.has(id)) this.#becameFree(id);
   }
 
@@ -105,7 +132,7 @@ export class ConnectionHandoff {
 
   #give(id: number, socket: Socket): void {
     const conn = this.#next++;
-    this.#given.set(id, { conn, socket });
+    this.#given.set(id, { conn, socket, at: this.moment() });
     this.#hands.get(id)!(conn, socket);
   }
 }

@@ -66,6 +66,8 @@ interface LiveWorker {
   watched?: boolean;
   /** When the oldest question it has not answered yet was sent. */
   asked?: number;
+  /** The pings it has not answered yet, oldest first: when each was sent (ConnectionHandoff.moment). */
+  pings: number[];
 }
 
 interface PrimaryHandle {
@@ -384,7 +386,11 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       case 'tally': {
         const w = live.get(id);
         if (w) w.tally = m.kinds;
-        if (m.t === 'tally') asking.get(m.req)?.(id, m.kinds);
+        if (m.t !== 'tally') return;
+        asking.get(m.req)?.(id, m.kinds);
+        // The answer to a ping: a connection handed before it, and not taken, never reached the worker.
+        const pinged = m.req === PING_REQ ? w?.pings.shift() : undefined;
+        if (pinged !== undefined) handoff.answered(id, pinged);
       }
     }
   }
@@ -423,7 +429,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     // yes: harmless, its 'exit' follows; unhandled, the error ended the primary and the cache
     // (seen in CI: a worker killed just after it started listening).
     worker.on('error', (err: Error) => log.debug({ worker: worker.id, err: err.message }, 'a message to a cache worker was not delivered'));
-    const entry: LiveWorker = { worker, outbox, leading: 0, reading: new Map(), tally: {} };
+    const entry: LiveWorker = { worker, outbox, leading: 0, reading: new Map(), tally: {}, pings: [] };
     live.set(worker.id, entry);
     worker.on('message', (m: unknown) => {
       entry.asked = undefined; // it answers
@@ -516,6 +522,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         w.worker.process.kill('SIGKILL');
         continue;
       }
+      w.pings.push(handoff.moment());
       w.outbox.push({ t: 'tally?', req: PING_REQ });
     }
   }, tickMs);
