@@ -2,7 +2,8 @@
 //
 // Why several processes: one Node thread tops out far below what a regional cache must
 // serve (every hit costs a socket write in the kernel, every miss a file creation), so
-// `workers: N` runs N copies of the server on one port. What must stay single is kept in
+// `workers: N` runs N copies of the server behind one port (the primary accepts each connection
+// and hands it to a worker: handoff.ts). What must stay single is kept in
 // the primary: the LRU index bounded in bytes (it unlinks what it evicts, passing over the
 // bodies the workers read: an evicted file keeps its room until its last reader closes it).
 // Which worker fills an object is settled by its claim file (fills.ts), so that each object
