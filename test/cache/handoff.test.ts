@@ -79,6 +79,7 @@ t.test('a worker gone before taking its connection: that one goes to another, be
   t.notOk(a.socket.destroyed, 'not closed with the worker');
   add(2);
   t.same(handed.get(2)!.map(([, s]) => s), [a.socket], 'the next worker is handed it first');
+  t.equal(handoff.rerouted, 1, 'counted as handed on');
   handoff.took(2, handed.get(2)![0]![0]);
   t.same(handed.get(2)!.map(([, s]) => s), [a.socket, b.socket], 'then the one that waited');
   const c = await open();
@@ -97,6 +98,7 @@ t.test('a connection that could not be sent goes to another worker; that worker 
   add(2);
   handoff.unsent(1, handed.get(1)![0]![0]);
   t.same(handed.get(2)!.map(([, s]) => s), [a.socket], 'handed to the other');
+  t.equal(handoff.rerouted, 1, 'counted as handed on');
   handoff.took(2, handed.get(2)![0]![0]);
   const b = await open();
   handoff.connection(b.socket);
@@ -111,10 +113,11 @@ t.test('a worker that answers a question asked after it was handed a connection,
   const before = handoff.moment();
   const a = await open();
   handoff.connection(a.socket);
-  handoff.answered(1, before);
+  t.notOk(handoff.answered(1, before), 'nothing handed on');
   t.same(handed.get(1)!.map(([, s]) => s), [a.socket], 'an answer to a question asked before the hand-off says nothing of it');
   add(2);
-  handoff.answered(1, handoff.moment());
+  t.ok(handoff.answered(1, handoff.moment()), 'handed on');
+  t.equal(handoff.rerouted, 1, 'and counted');
   t.same(handed.get(2)!.map(([, s]) => s), [a.socket], 'an answer to one asked after: the connection goes to the other worker');
   const b = await open();
   handoff.connection(b.socket);
@@ -140,4 +143,5 @@ t.test('at most maxWaiting held while no worker is free; stopping closes those h
   await eventually('a new one is closed', () => d.closed());
   handoff.remove(1);
   await eventually('the one the gone worker had not taken is closed', () => a.closed());
+  t.equal(handoff.rerouted, 0, 'a connection closed because the cache stops is not counted as handed on');
 });

@@ -14,7 +14,7 @@ import { casId } from '../../src/cache/disk-store.js';
 import { EXIT } from '../../src/errors.js';
 import { isAlive, rememberProcess, startServerProcess } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
-import { cacheWorkers, fetchHash } from './harness.js';
+import { cacheWorkers, fetchHash, metricSum } from './harness.js';
 import { startUpstream } from './upstream-fixture.js';
 
 // One cache for three subtests (a cache start is half a second of CPU, and each worker more):
@@ -75,6 +75,7 @@ t.test('two workers, workerTimeout 1s, workerRestartDelay 100ms: a pause of the 
     // (on failure, the ones left are ended by the cache's stop at the test's end)
     await eventually('every one settled', () => settled.length === 6, 10_000).catch((err: Error) => t.fail(`${err.message}: ${settled.join(' ')}`));
     t.equal(settled.filter((s) => s.endsWith(':200')).length, 6, `all six answered 200 (${settled.join(' ')})`);
+    t.equal(await metricSum(cache.url, 'fleetcache_cache_connections_rerouted_total'), 1, 'the one the stopped worker held was handed on, and counted');
     await eventually('a replacement runs', () => cacheWorkers(primary).length === 2, 30_000);
     // on fresh connections, spread over both workers: each answered
     const got = await Promise.all(Array.from({ length: 12 }, () => fetchHash(`${cache.url}/cas/sha256/${blob.hex}`, {}, { fresh: true })));

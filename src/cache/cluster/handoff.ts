@@ -28,6 +28,8 @@ export class ConnectionHandoff {
   #waiting: Socket[] = [];
   #next = 1;
   #moments = 0;
+  /** Connections handed to another worker than the first they were sent to (see remove, unsent, answered). */
+  rerouted = 0;
   #closed = false;
   readonly #maxWaiting: number;
 
@@ -72,12 +74,13 @@ export class ConnectionHandoff {
    * Worker `id` answered a question sent at `moment`: a connection handed to it before, and
    * not taken, never reached it. It goes to another worker first, and `id` is free again.
    */
-  answered(id: number, moment: number): void {
+  answered(id: number, moment: number): boolean {
     const given = this.#given.get(id);
-    if (!given || given.at >= moment) return;
+    if (!given || given.at >= moment) return false;
     this.#given.delete(id);
-    this.#route(given.socket, true);
+    this.#reroute(given.socket);
     if (this.#hands.has(id)) this.#becameFree(id);
+    return true;
   }
 
   /**
@@ -89,7 +92,7 @@ export class ConnectionHandoff {
     this.#hands.delete(id);
     if (given?.conn !== conn) return;
     this.#given.delete(id);
-    this.#route(given.socket, true);
+    this.#reroute(given.socket);
   }
 
   /**
@@ -104,7 +107,7 @@ export class ConnectionHandoff {
     const given = this.#given.get(id);
     if (!given) return;
     this.#given.delete(id);
-    this.#route(given.socket, true);
+    this.#reroute(given.socket);
   }
 
   /** The cache stops: nothing more is handed, and the connections held are closed. */
@@ -112,6 +115,12 @@ export class ConnectionHandoff {
     this.#closed = true;
     for (const socket of this.#waiting) socket.destroy();
     this.#waiting = [];
+  }
+
+  /** A connection its worker did not take goes to the next free worker, before those waiting. */
+  #reroute(socket: Socket): void {
+    if (!this.#closed) this.rerouted++;
+    this.#route(socket, true);
   }
 
   /** Hands `socket` to the next free worker, or holds it (`first`: before those already held). */

@@ -240,6 +240,12 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     name: 'fleetcache_cache_workers_lost_total', help: 'Workers that died (or were killed, not answering) since the cache started, each replaced.',
     registers: [retiredTallies], collect() { this.reset(); this.inc(workersLost); },
   });
+  // Connections are held while no worker is free (all of them dead, say), up to as many as one worker keeps open.
+  const handoff = new ConnectionHandoff(config.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
+  new Counter({
+    name: 'fleetcache_cache_connections_rerouted_total', help: 'Client connections handed to another worker than the first they were sent to (it died, or never got them) since the cache started: none was lost.',
+    registers: [retiredTallies], collect() { this.reset(); this.inc(handoff.rerouted); },
+  });
   /** Questions asked of every worker, by request number: each answer is handed over with its worker's id. */
   const asking = new Map<number, (workerId: number, answer: unknown) => void>();
   let stopping = false;
@@ -251,8 +257,6 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     for (const { outbox } of live.values()) outbox.push(m);
   };
   const store = new DiskStore(config.dataDir, config.maxSize, log, { onEvicted: (id) => broadcast({ t: 'forget', id }), maxSizeSetting: config.maxSizeSetting });
-  // Held while no worker is free (all of them dead, say) up to as many as one worker would keep open.
-  const handoff = new ConnectionHandoff(config.maxConnections ?? DEFAULT_MAX_CONNECTIONS);
   const front = createServer({ pauseOnConnect: true }, (socket) => handoff.connection(socket));
   let address: AddressInfo;
   try {
@@ -390,7 +394,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         asking.get(m.req)?.(id, m.kinds);
         // The answer to a ping: a connection handed before it, and not taken, never reached the worker.
         const pinged = m.req === PING_REQ ? w?.pings.shift() : undefined;
-        if (pinged !== undefined) handoff.answered(id, pinged);
+        if (pinged !== undefined && handoff.answered(id, pinged)) log.warn({ worker: id }, 'a connection sent to a cache worker never reached it (at its file limit?): handed to another');
       }
     }
   }
