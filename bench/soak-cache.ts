@@ -496,9 +496,26 @@ async function startCache(configFile: string): Promise<void> {
   });
 }
 
+/** Connections a cache's primary handed to another worker than the first (one died first), summed over the caches of the run. */
+const rerouted = { connections: 0, unread: 0 };
+
+/** Adds the running cache's count of connections handed on (its counter starts with it) to `rerouted`. */
+async function countRerouted(): Promise<void> {
+  try {
+    const res = await request(`${cacheUrl}/-/metrics`, { dispatcher: clientAgent, signal: AbortSignal.timeout(2000) });
+    const text = await res.body.text();
+    const m = /^fleetcache_cache_connections_rerouted_total(?:\{[^}]*\})? (\d+)$/m.exec(text);
+    if (m) rerouted.connections += Number(m[1]);
+    else rerouted.unread++;
+  } catch {
+    rerouted.unread++; // a worker stopped by the soak holds the request, say
+  }
+}
+
 async function killCache(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
   const running = cache;
   if (running?.child.pid === undefined || running.child.exitCode !== null || running.child.signalCode !== null) return;
+  if (WORKERS > 1) await countRerouted();
   expectedExit = true;
   const exited = new Promise<void>((resolve) => running.child.once('exit', () => resolve()));
   const workers = descendantsOf(running.child.pid);
@@ -717,6 +734,7 @@ async function main(): Promise<void> {
 
   console.log(`\nfaults: ${JSON.stringify(faults)}; proxy: ${JSON.stringify(proxy.counts)}; cache directory ${(du / 1048576).toFixed(1)} MiB of ${MAX_SIZE / 1048576}`);
   for (const [key, n] of [...outcomes].sort()) console.log(`${key.padEnd(36)} ${n}`);
+  if (WORKERS > 1) console.log(`connections handed to another worker than the first (it died or was stopped and killed first): ${rerouted.connections}${rerouted.unread > 0 ? ` (at least: ${rerouted.unread} of the caches' counts could not be read)` : ''}`);
   console.log(`cache log lines at error level: ${errorLineCount}`);
   for (const line of errorLines) console.log(`  ${line}`);
   console.log(`\n${violations.length} violations (seed ${SEED})`);
