@@ -100,8 +100,9 @@ function headTimeoutError(): NodeJS.ErrnoException {
  *
  * The cap is counted here rather than by node's server.maxConnections, which node checks
  * only for the connections its server accepts itself, not those a cache worker is handed by
- * its primary (cache/cluster/handoff.ts), and which it closes without a word. A connection over the cap is answered 503 (FC_ERR_UNAVAILABLE) before anything is read
- * from it, and closed.
+ * its primary (cache/cluster/handoff.ts), and which it closes without a word. A connection
+ * over the cap is answered 503 (FC_ERR_UNAVAILABLE) before anything is read from it, and
+ * closed.
  */
 export function limitConnections(server: Server, limits: ConnectionLimits, log: Pick<FastifyBaseLogger, 'warn'>): void {
   const { clientHeaderTimeoutMs: headMs, maxConnections } = limits;
