@@ -22,9 +22,13 @@ function statFieldsOf(pid: number): string[] | undefined {
 /**
  * True while `pid` runs, another user's included (EPERM). A zombie (state Z: exited, not yet
  * reaped by its parent) does not: signal 0 still reaches its PID, but it runs nothing and holds
- * nothing of what it left behind.
+ * nothing of what it left behind. Only a positive integer names one process: kill(2) takes 0
+ * for the caller's own process group and -1 for every process, which signal 0 finds alive,
+ * and a caller that then kills what is alive (a PID read from an empty file is Number('') = 0)
+ * would take down its own group: a test, its runner, the CI job.
  */
 export function isAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
   } catch (err) {

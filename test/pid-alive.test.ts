@@ -41,3 +41,9 @@ t.test('a zombie is not alive: its PID answers signal 0, but it runs nothing', a
   t.notOk(existsSync(join(dir, String(zombie))), 'what the zombie left is removed');
   t.ok(existsSync(join(dir, String(parent.pid))), 'what a live process left is kept');
 });
+
+t.test('only a positive integer names a process: 0 and -1 are groups to kill(2), which signal 0 finds alive', async (t) => {
+  t.doesNotThrow(() => process.kill(0, 0), "signal 0 to 0 reaches this process's own group");
+  for (const pid of [0, -0, -1, -process.pid, Number(''), Number.NaN, 1.5]) t.notOk(isAlive(pid), `${pid} is not a process that runs`);
+  t.ok(isAlive(process.pid), 'this process is');
+});

@@ -3,7 +3,7 @@
 // is next taken: the run's interrupt cuts both short, the sweep on the machine as well as the
 // connection to it.
 import t, { type Test } from 'tap';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { eventually } from '../helpers/wait.js';
 import { isAlive } from '../helpers/processes.js';
@@ -17,6 +17,9 @@ import { lostMidScript, relayedHost } from './relayed-host.js';
  */
 const STOPPED_WITHIN_MS = 15_000;
 
+/** Whether `file` has a whole line: the shell creates it before it writes the PID. */
+const wroteLine = (file: string): boolean => existsSync(file) && readFileSync(file, 'utf8').endsWith('\n');
+
 for (const type of ['ssh', 'adhoc'] as const) {
   t.test(`${type}: an interrupt cuts the sweep at discard of a machine whose lost script runs on, where the machine takes the sweep and never ends it; the place stays unswept`, async (t: Test) => {
     const base = t.testdir();
@@ -28,7 +31,7 @@ for (const type of ['ssh', 'adhoc'] as const) {
     writeFileSync(hang, '');
     const run = new AbortController();
     const discarding = machine.discard(run.signal);
-    await eventually('the sweep at discard reached the machine', () => existsSync(hung), 20_000);
+    await eventually('the sweep at discard reached the machine', () => wroteLine(hung), 20_000);
     leftPids(t, hung);
     const interrupted = Date.now();
     run.abort(); // Ctrl-C
@@ -57,7 +60,7 @@ for (const type of ['ssh', 'adhoc'] as const) {
     const run = new AbortController();
     const allocating = p.allocate({ name: 'debian-12' }, { signal: run.signal });
     allocating.catch(() => undefined);
-    await eventually('the sweep again reached the machine', () => existsSync(hung), 20_000);
+    await eventually('the sweep again reached the machine', () => wroteLine(hung), 20_000);
     leftPids(t, hung);
     const interrupted = Date.now();
     run.abort(); // Ctrl-C

@@ -158,6 +158,21 @@ export function rememberProcess(pid: number): { kill(signal: NodeJS.Signals, gro
   };
 }
 
+/**
+ * Whether process group `pgid` still has a process (zombies included). A `pgid` that is not a
+ * positive integer (a PID file read empty) throws: kill(2) takes -0 for this process's own
+ * group, which is always there.
+ */
+export function groupAlive(pgid: number): boolean {
+  if (!Number.isSafeInteger(pgid) || pgid <= 0) throw new Error(`not a process group: ${pgid}`);
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** The PID of a process that has exited: a stand-in for one killed, whose leftovers a test places. */
 export function exitedPid(): number {
   return Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);

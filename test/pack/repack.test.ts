@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runRepack } from '../../src/pack/repack.js';
-import { isAlive } from '../helpers/processes.js';
+import { groupAlive, isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 
 t.test('identity, transforming and failing repack scripts', async (t) => {
@@ -54,7 +54,7 @@ for (const [what, script] of [
     );
     t.ok(Date.now() - started < 5000, `returned in ${Date.now() - started} ms`);
     const pgid = Number(readFileSync(group, 'utf8'));
-    await eventually('no process of the script group left', () => !isAlive(-pgid));
+    await eventually('no process of the script group left', () => !groupAlive(pgid));
   });
 }
 
@@ -69,7 +69,7 @@ t.test('an aborted signal kills the script group at once and rejects with its re
   ac.abort();
   await t.rejects(running, { name: 'AbortError' });
   t.ok(Date.now() - started < 5000, `returned in ${Date.now() - started} ms`);
-  await eventually('no process of the script group left', () => !isAlive(-Number(readFileSync(group, 'utf8'))));
+  await eventually('no process of the script group left', () => !groupAlive(Number(readFileSync(group, 'utf8'))));
   await t.rejects(runRepack('true', join(dir, 'in.tar'), join(dir, 'y.tar'), { cwd: dir, signal: ac.signal }), { name: 'AbortError' }, 'an aborted signal starts nothing');
   t.notOk(existsSync(join(dir, 'y.tar')));
 });

@@ -12,9 +12,16 @@ interface Teardown {
   teardown(fn: () => void): void;
 }
 
-/** The PIDs the script wrote to `file`, each killed (SIGKILL) with the test if still running, also when the test process ends without teardowns. */
+/**
+ * The PIDs the script wrote to `file`, each killed (SIGKILL) with the test if still running,
+ * also when the test process ends without teardowns. Read before the script finished its line
+ * (the shell creates the file, then writes), `file` is refused: an empty line would be PID 0,
+ * and a kill of 0 is one of this process's own group, the test runner's and CI's included.
+ */
 export function leftPids(t: Teardown, file: string): number[] {
-  const pids = readFileSync(file, 'utf8').trim().split('\n').map(Number);
+  const text = readFileSync(file, 'utf8');
+  const pids = text.split('\n').slice(0, -1).map(Number);
+  if (!text.endsWith('\n') || !pids.every((p) => Number.isSafeInteger(p) && p > 0)) throw new Error(`${file} is not whole lines of PIDs: ${JSON.stringify(text)}`);
   const stop = (): void => {
     for (const p of pids) {
       try {
