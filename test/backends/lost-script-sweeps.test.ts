@@ -3,11 +3,11 @@
 // is next taken: the run's interrupt cuts both short, the sweep on the machine as well as the
 // connection to it.
 import t, { type Test } from 'tap';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { eventually } from '../helpers/wait.js';
 import { isAlive } from '../helpers/processes.js';
-import { leftPids } from '../ssh/leaving-script.js';
+import { leftPids, wroteLines } from '../ssh/leaving-script.js';
 import { lostMidScript, relayedHost } from './relayed-host.js';
 
 /**
@@ -16,9 +16,6 @@ import { lostMidScript, relayedHost } from './relayed-host.js';
  * nothing cuts it (SWEEP_TIMEOUT_MS, src/ssh/client.ts), which a sweep deaf to the interrupt takes.
  */
 const STOPPED_WITHIN_MS = 15_000;
-
-/** Whether `file` has a whole line: the shell creates it before it writes the PID. */
-const wroteLine = (file: string): boolean => existsSync(file) && readFileSync(file, 'utf8').endsWith('\n');
 
 for (const type of ['ssh', 'adhoc'] as const) {
   t.test(`${type}: an interrupt cuts the sweep at discard of a machine whose lost script runs on, where the machine takes the sweep and never ends it; the place stays unswept`, async (t: Test) => {
@@ -31,7 +28,7 @@ for (const type of ['ssh', 'adhoc'] as const) {
     writeFileSync(hang, '');
     const run = new AbortController();
     const discarding = machine.discard(run.signal);
-    await eventually('the sweep at discard reached the machine', () => wroteLine(hung), 20_000);
+    await eventually('the sweep at discard reached the machine', () => wroteLines(hung), 20_000);
     leftPids(t, hung);
     const interrupted = Date.now();
     run.abort(); // Ctrl-C
@@ -60,7 +57,7 @@ for (const type of ['ssh', 'adhoc'] as const) {
     const run = new AbortController();
     const allocating = p.allocate({ name: 'debian-12' }, { signal: run.signal });
     allocating.catch(() => undefined);
-    await eventually('the sweep again reached the machine', () => wroteLine(hung), 20_000);
+    await eventually('the sweep again reached the machine', () => wroteLines(hung), 20_000);
     leftPids(t, hung);
     const interrupted = Date.now();
     run.abort(); // Ctrl-C

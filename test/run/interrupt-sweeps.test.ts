@@ -14,7 +14,7 @@ import { isAlive } from '../helpers/processes.js';
 import { eventually } from '../helpers/wait.js';
 import { halfOpenRelay, type HalfOpenRelay } from '../helpers/half-open-relay.js';
 import { startSshd } from '../ssh/sshd.js';
-import { leavingScript, leftPids } from '../ssh/leaving-script.js';
+import { leavingScript, leftPids, wroteLines } from '../ssh/leaving-script.js';
 import { endedWithin, runHere } from './run-here.js';
 
 /**
@@ -49,7 +49,7 @@ async function hangingHost(t: Test): Promise<{ dir: string; hang: string; hung: 
 
 /** SIGINT to `run` once the hanging host took a command (`hung`); resolves when the run ended (or gave up waiting), with how long after the SIGINT and the signal that stopped it. */
 async function interrupt(t: Test, run: ReturnType<typeof runHere>, hung: string): Promise<{ took: number; stopped: NodeJS.Signals | undefined | 'waiting'; out: string }> {
-  await eventually('the sweep reached the machine', () => existsSync(hung), 30_000);
+  await eventually('the sweep reached the machine', () => wroteLines(hung), 30_000);
   leftPids(t, hung);
   run.interrupt();
   const interrupted = Date.now();
@@ -66,7 +66,7 @@ async function interrupt(t: Test, run: ReturnType<typeof runHere>, hung: string)
 async function interruptedSweep(t: Test, reuse: boolean): Promise<{ dir: string; took: number; stopped: NodeJS.Signals | undefined | 'waiting'; out: string; left: number[] }> {
   const { dir, hang, hung, pids, relay } = await hangingHost(t);
   const run = runHere(t, dir, { reuse });
-  await eventually('the execute started both sleeps', async () => (await readFile(pids, 'utf8').catch(() => '')).trim().split('\n').length === 2, 60_000);
+  await eventually('the execute started both sleeps', () => wroteLines(pids, 2), 60_000);
   const left = leftPids(t, pids);
   await writeFile(hang, '');
   relay.cut(); // the machine never sees the connection drop: the execute and its sleeps run on
@@ -131,7 +131,7 @@ t.test('--reuse --abend: a failure on another machine cuts the sweep before a ma
   const host = (name: string, port: number, key: string) => `  ${name}:\n    type: ssh\n    hosts:\n      - address: 127.0.0.1:${port}\n        key: ${key}\n    systems: [debian-12]\n`;
   await writeFile(join(dir, 'spread.yaml'), `project: sweeps\npath: ${at('remote-project')}\nbackends:\n${host('a', a.port, a.keyPath)}${host('b', b.port, b.keyPath)}suites:\n  tests/:\n    summary: two\n`);
   const run = runHere(t, dir, { reuse: true, abend: true });
-  await eventually('the sweep before a is kept reached it', () => existsSync(at('hung')), 60_000);
+  await eventually('the sweep before a is kept reached it', () => wroteLines(at('hung')), 60_000);
   leftPids(t, at('hung'));
   await eventually("b's job failed", () => existsSync(at('failing')), 60_000);
   const failed = Date.now();

@@ -1,11 +1,19 @@
 // Test helper: a script that leaves processes behind on its machine (here: this host), in
 // its process group and out of it (setsid), and checks on them by PID.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isAlive, undoAtExit } from '../helpers/processes.js';
 
 /** A script line: a sleep in the script's process group and one out of it (setsid), their PIDs appended to `file`, their output not the script's. */
 export function leavingScript(file: string): string {
   return `sleep 300 >/dev/null 2>&1 & echo $! >> ${file}; setsid sleep 301 >/dev/null 2>&1 & echo $! >> ${file}`;
+}
+
+/**
+ * Whether `file` holds `lines` whole lines at least: a shell appending a PID (`echo $$ >> file`)
+ * creates the file before it writes, so a file that exists may still be empty.
+ */
+export function wroteLines(file: string, lines = 1): boolean {
+  return existsSync(file) && readFileSync(file, 'utf8').split('\n').length > lines;
 }
 
 interface Teardown {
