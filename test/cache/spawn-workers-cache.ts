@@ -2,7 +2,7 @@
 // harness.ts, which loads the cache's server into the test process.
 import { spawn } from 'node:child_process';
 import type { Test } from 'tap';
-import { cliArgs, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
+import { cliArgs, removeSocketDirIfKilled, REPO_ROOT, stopWithTest } from '../helpers/processes.js';
 
 /**
  * `fleetcache cache --workers 2` on `listen` with its data in `data`, started with `nodeArgs`
@@ -17,6 +17,7 @@ export function spawnWorkersCache(t: Test, listen: string, data: string, nodeArg
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const stop = stopWithTest(t, child);
+  removeSocketDirIfKilled(child, env.TMPDIR);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, exited, stop, stdout: () => stdout, stderr: () => stderr };
 }

@@ -1,8 +1,9 @@
 // Starting fleetcache commands as real child processes, and stopping them by PID, even
 // when the test file does not end normally.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onExit } from 'signal-exit';
 import type { Test } from 'tap';
@@ -105,6 +106,20 @@ export interface RunningServer {
 export type StartAs = Pick<SpawnOptions, 'uid' | 'gid'> & { readonly under?: readonly string[] };
 
 /**
+ * Once `child` (a cache primary whose TMPDIR is `childTmpdir`, or this process's) is killed
+ * outright, removes the socket directory it left there (src/cache/cluster/primary.ts:
+ * `fleetcache-cache-<pid>-XXXXXX`), which a later cache start would sweep only once it has
+ * been idle for 10 minutes.
+ */
+export function removeSocketDirIfKilled(child: ChildProcess, childTmpdir: string | undefined): void {
+  const parent = childTmpdir ?? tmpdir();
+  child.once('exit', (_code, signal) => {
+    if (signal !== 'SIGKILL') return;
+    for (const name of readdirSync(parent)) if (name.startsWith(`fleetcache-cache-${child.pid}-`)) rmSync(join(parent, name), { recursive: true, force: true });
+  });
+}
+
+/**
  * Spawns `fleetcache <args>` and waits for its "listening http://…" line. The process is
  * stopped by its PID (SIGTERM, then SIGKILL) in the test's teardown: a command it runs
  * `under` must exec it, keeping its PID.
@@ -115,6 +130,7 @@ export async function startServerProcess(t: Test, args: string[], env: NodeJS.Pr
   let err = '';
   child.stderr!.on('data', (c: Buffer) => { err = (err + c.toString()).slice(-20_000); });
   const stop = stopWithTest(t, child);
+  removeSocketDirIfKilled(child, env.TMPDIR);
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     // Generous: from source, each process (a cache's workers too) compiles on start, and the
