@@ -62,6 +62,9 @@ interface ServeOptions {
   readonly settle?: () => Promise<unknown>;
 }
 
+/** A cache worker's log line once it listens: its socket is no address to use (the primary logs the cache's). */
+const workerListenText = (path: string): string => `serving the connections the primary hands over (private socket ${path})`;
+
 /**
  * Listens on `listen` (HOST:PORT, or a cache worker's socket), prints `listening
  * http://HOST:PORT` on stdout (not a worker), and resolves when a signal stopped the server.
@@ -83,7 +86,7 @@ export async function serveUntilSignal(app: FastifyInstance, listen: string | Wo
     // A worker's socket is its own (exclusive): through node's cluster, the primary would
     // accept its connections. The file of a worker it replaces (killed) is in the way.
     if (!onPort) await rm(listen.path, { force: true });
-    await app.listen(onPort ? parseListen(listen) : { path: listen.path, exclusive: true });
+    await app.listen(onPort ? parseListen(listen) : { path: listen.path, exclusive: true, listenTextResolver: workerListenText });
   } catch (err) {
     await app.close().catch(() => undefined); // releases the data directory
     throw onPort ? listenError(err, listen) : err;

@@ -1,5 +1,6 @@
 // Credentials in an upstream or mirror URL (http://user:password@host/) never reach the
-// logs: the "cache starting" line shows them as ***, in one process and with workers.
+// logs: the "cache starting" line shows them as ***, in one process and with workers. A
+// worker's own line names its private socket as such, not as an address to use.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -25,6 +26,12 @@ t.test('the startup log line has no credentials', async (t) => {
     t.match(line, '"upstream":"http://***:***@127.0.0.1:1/x"', `workers ${i + 1}: the upstream, redacted`);
     t.match(line, '"mirrors":{"pypi":"http://***:***@127.0.0.1:1/simple"}', `workers ${i + 1}: the mirrors, redacted`);
     t.notMatch(cache.stderr(), /s3cret/, `workers ${i + 1}: no password anywhere in the logs`);
+    if (i === 1) {
+      // fastify's "Server listening at <socket>" would read as the cache's address
+      const serving = () => cache.stderr().match(/"msg":"serving the connections the primary hands over \(private socket \/\S+\/h[01]\.sock\)"/g) ?? [];
+      await eventually('each worker says it serves', () => serving().length === 2);
+      t.notMatch(cache.stderr(), /Server listening/, 'no worker logs a listening address');
+    }
     await cache.stop();
   }
 });
