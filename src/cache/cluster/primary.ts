@@ -196,9 +196,8 @@ function addCounters(sum: MetricsJson, from: MetricsJson): MetricsJson {
   return [...out.values()];
 }
 
-/** Listens on `listen` (HOST:PORT) with `server`; a failure said in the user's terms (see listenError). */
-async function listenOn(server: Server, listen: string): Promise<AddressInfo> {
-  const { host, port } = parseListen(listen);
+/** Listens on `at` (`listen` parsed) with `server`; a failure said in the user's terms (see listenError). */
+async function listenOn(server: Server, listen: string, { host, port }: ReturnType<typeof parseListen>): Promise<AddressInfo> {
   try {
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ host, port }, () => {
       server.off('error', reject);
@@ -218,7 +217,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   // The cache's counters start here: a worker replaced later does not reset them (/-/stats)
   const startedAt = new Date().toISOString();
   checkSocketPaths(tmpdir(), workers);
-  parseListen(listen); // a malformed address refused before anything starts
+  const at = parseListen(listen); // a malformed address refused before anything starts
   // The primary holds the data directory for its workers, before the store opens (opening empties tmp/).
   const lock = await lockDataDir(config.dataDir);
   removeStaleSocketDirs(tmpdir());
@@ -261,7 +260,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
   let address: AddressInfo;
   try {
     await store.open();
-    address = await listenOn(front, listen);
+    address = await listenOn(front, listen, at);
   } catch (err) {
     rmSync(socketDir, { recursive: true, force: true });
     await lock.release();
