@@ -1114,6 +1114,12 @@ export class DiskStore {
         const freed = await this.makeRoom(lacking, true);
         this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
         if (this.isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.readBytes} bytes are held by bodies being read`);
+        // Room this process's fills in progress took and have not written yet comes back as
+        // they end (committed, then evictable; or given up): many large fills at once on a disk
+        // that holds the budget, not a failing disk.
+        if (freed < lacking && lacking <= freed + this.readBytes + this.#unwritten) {
+          throw new StorageError(`no space left for ${size} bytes now: ${this.#unwritten} bytes are reserved by fills in progress`);
+        }
       }
       this.#take(size, true);
     });

@@ -474,6 +474,26 @@ t.test('two large fills at once on a disk that holds the whole budget: the secon
   t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'both kept');
 });
 
+t.test('large fills in progress hold the room of a disk that holds the whole budget: a fill that finds none left passes through, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const large = [3, 3].map((n) => up.addBlob(n * MiB));
+  const third = up.addBlob(2 * MiB);
+  const { app, url } = await cacheOnTmpfs(t, 'held-by-fills', upUrl);
+  // Each large body over about a second and a half: the third asks while both have reserved
+  // their room and written little of it, and nothing kept is there to evict.
+  up.options.rate = 2 * MiB;
+  const filling = large.map((b) => fetchHash(`${url}/cas/sha256/${b.hex}`));
+  await sleep(300);
+  const passed = await fetchHash(`${url}/cas/sha256/${third.hex}`);
+  t.same([passed.status, passed.hash], [200, third.hex], 'the third served, passed through');
+  t.equal(app.cache.store.failures, 0, 'no storage failure: the room comes back as the fills end');
+  t.notOk(app.cache.store.isFull(), 'no cool-down for every fill');
+  const got = await Promise.all(filling);
+  await app.cache.fills.drain();
+  t.same(got.map((g) => [g.status, g.hash]), large.map((b) => [200, b.hex]), 'both large ones served');
+  t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'and kept');
+});
+
 t.test('fills that make room at the same moment evict no more than they need between them: as many as the same fills one after another', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const stored = Array.from({ length: 6 }, () => up.addBlob(MiB));
