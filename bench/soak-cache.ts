@@ -461,6 +461,9 @@ let cache: BenchProcess | undefined;
 let expectedExit = false;
 const errorLines: string[] = [];
 let errorLineCount = 0;
+/** Of those, the storage failures (the first 10 lines, and how many): each starts a 30 s cool-down of its process, when nothing is kept. */
+const storageFailures: string[] = [];
+let storageFailureCount = 0;
 
 /**
  * Starts `fleetcache <args>` on its fixed port, trying again while the port is still held
@@ -491,6 +494,10 @@ async function startCache(configFile: string): Promise<void> {
     for (const line of chunk.toString().split('\n')) {
       if (!/"level":(50|60)/.test(line)) continue;
       errorLineCount++;
+      if (line.includes('"msg":"cache storage failure')) {
+        storageFailureCount++;
+        if (storageFailures.length < 10) storageFailures.push(line.slice(0, 600));
+      }
       if (errorLines.length < 20) errorLines.push(line.slice(0, 600));
     }
   });
@@ -735,7 +742,8 @@ async function main(): Promise<void> {
   console.log(`\nfaults: ${JSON.stringify(faults)}; proxy: ${JSON.stringify(proxy.counts)}; cache directory ${(du / 1048576).toFixed(1)} MiB of ${MAX_SIZE / 1048576}`);
   for (const [key, n] of [...outcomes].sort()) console.log(`${key.padEnd(36)} ${n}`);
   if (WORKERS > 1) console.log(`connections handed to another worker than the first (it died or was stopped and killed first): ${rerouted.connections}${rerouted.unread > 0 ? ` (at least: ${rerouted.unread} of the caches' counts could not be read)` : ''}`);
-  console.log(`cache log lines at error level: ${errorLineCount}`);
+  console.log(`cache log lines at error level: ${errorLineCount}, storage failures (each a 30 s cool-down of its process) among them: ${storageFailureCount}`);
+  for (const line of storageFailures) console.log(`  storage failure: ${line}`);
   for (const line of errorLines) console.log(`  ${line}`);
   console.log(`\n${violations.length} violations (seed ${SEED})`);
   for (const v of violations.slice(0, 40)) console.log(`  ${v}`);

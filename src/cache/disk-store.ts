@@ -1114,10 +1114,11 @@ export class DiskStore {
         const freed = await this.makeRoom(lacking, true);
         this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
         if (this.isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.readBytes} bytes are held by bodies being read`);
-        // Room this process's fills in progress took and have not written yet comes back as
-        // they end (committed, then evictable; or given up): many large fills at once on a disk
-        // that holds the budget, not a failing disk.
-        if (freed < lacking && lacking <= freed + this.readBytes + this.#unwritten) {
+        // Room this process's fills in progress took and have not written yet (those that took
+        // it during the wait too) comes back as they end (committed, then evictable; or given
+        // up): many large fills at once on a disk that holds the budget, not a failing disk.
+        const short = size + FREE_MARGIN - this.#free.bytes;
+        if (short > 0 && short <= this.readBytes + this.#unwritten) {
           throw new StorageError(`no space left for ${size} bytes now: ${this.#unwritten} bytes are reserved by fills in progress`);
         }
       }
@@ -1133,7 +1134,8 @@ export class DiskStore {
    */
   #take(size: number, lackIsFailure: boolean): void {
     if (this.#free.bytes < size + FREE_MARGIN) {
-      const refusal = `no space left for ${size} bytes (${this.#free.bytes} free)`;
+      // what holds the disk, for whoever reads the log: the objects kept (those being read among them), the fills to come
+      const refusal = `no space left for ${size} bytes (${this.#free.bytes} free; the cache holds ${this.bytes}, ${this.readBytes} of them being read; ${this.#unwritten} reserved by fills in progress)`;
       throw lackIsFailure ? this.storageFailure(new Error(refusal)) : new StorageError(refusal);
     }
     this.#free.bytes -= size;
