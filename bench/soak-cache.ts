@@ -486,7 +486,8 @@ async function startServer(what: string, args: string[], env: NodeJS.ProcessEnv,
 }
 
 async function startCache(configFile: string): Promise<void> {
-  const started = await startServer('cache', ['cache', '--config', configFile], {}, () => expectedExit);
+  // TMPDIR: the socket directories of the primaries the soak kills go with the soak's directory
+  const started = await startServer('cache', ['cache', '--config', configFile], { TMPDIR: dir }, () => expectedExit);
   cache = started;
   expectedExit = false;
   started.child.stderr!.on('data', (chunk: Buffer) => {
