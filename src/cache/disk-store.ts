@@ -263,6 +263,10 @@ interface StorePeer {
   reading(id: string, size: number | undefined): void;
   /** The bytes of the bodies being read in every worker, as the primary's last answer to makeRoom said. */
   readonly readBytes: number;
+  /** The bytes this worker's fills reserved and have not written yet changed (see DiskStore.settle). */
+  unwritten(bytes: number): void;
+  /** The bytes the other workers' fills reserved and have not written yet, as the primary last said. */
+  readonly othersUnwritten: number;
 }
 
 /** What the index evicted since start (the least recently used, over the budget or to make room). */
@@ -313,6 +317,8 @@ export class DiskStore {
    * figure does not count them, so each is taken off it. Without this, a fresh figure read
    * for a large reservation forgot the fills reserved a moment before, and two at once on
    * a disk holding the budget both started, to fail mid-way (ENOSPC) instead of making room.
+   * A worker tells the primary, which tells the others (StorePeer.othersUnwritten): their
+   * free-space figures count it too.
    */
   #unwritten = 0;
   #freeRefresh: Promise<void> | undefined;
@@ -1114,12 +1120,12 @@ export class DiskStore {
         const freed = await this.makeRoom(lacking, true);
         this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
         if (this.isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.readBytes} bytes are held by bodies being read`);
-        // Room this process's fills in progress took and have not written yet (those that took
-        // it during the wait too) comes back as they end (committed, then evictable; or given
-        // up): many large fills at once on a disk that holds the budget, not a failing disk.
+        // The room the fills in progress took (those that took it during the wait too) beside
+        // the objects kept (too few to make it all: makeRoom's `whole`) is the cache's own: a
+        // disk that holds the budget, many large fills at once, not a failing disk.
         const short = size + FREE_MARGIN - this.#free.bytes;
-        if (short > 0 && short <= this.readBytes + this.#unwritten) {
-          throw new StorageError(`no space left for ${size} bytes now: ${this.#unwritten} bytes are reserved by fills in progress`);
+        if (short > 0 && this.#isHeldByFills(short - this.bytes)) {
+          throw new StorageError(`no space left for ${size} bytes now: the cache's objects (${this.bytes} bytes) and its fills in progress (${this.#unwritten + this.#othersUnwritten} bytes reserved) hold it`);
         }
       }
       this.#take(size, true);
@@ -1135,16 +1141,28 @@ export class DiskStore {
   #take(size: number, lackIsFailure: boolean): void {
     if (this.#free.bytes < size + FREE_MARGIN) {
       // what holds the disk, for whoever reads the log: the objects kept (those being read among them), the fills to come
-      const refusal = `no space left for ${size} bytes (${this.#free.bytes} free; the cache holds ${this.bytes}, ${this.readBytes} of them being read; ${this.#unwritten} reserved by fills in progress)`;
+      const refusal = `no space left for ${size} bytes (${this.#free.bytes} free; the cache holds ${this.bytes}, ${this.readBytes} of them being read; ${this.#unwritten + this.#othersUnwritten} reserved by fills in progress)`;
       throw lackIsFailure ? this.storageFailure(new Error(refusal)) : new StorageError(refusal);
     }
     this.#free.bytes -= size;
     this.#unwritten += size;
+    this.#peer?.unwritten(this.#unwritten);
   }
 
   /** `bytes` of a reservation were written to the disk, or never will be (its fill ended). */
   settle(bytes: number): void {
     this.#unwritten -= bytes;
+    this.#peer?.unwritten(this.#unwritten);
+  }
+
+  /** In a worker: the room the other workers' fills reserved and have not written yet. */
+  get #othersUnwritten(): number {
+    return this.#peer?.othersUnwritten ?? 0;
+  }
+
+  /** The free space a statfs figure leaves for new reservations: less what every fill reserved and has not written yet. */
+  #freeFrom(fs: { bavail: number; bsize: number }): { bytes: number; at: number } {
+    return { bytes: fs.bavail * fs.bsize - this.#unwritten - this.#othersUnwritten, at: Date.now() };
   }
 
   /**
@@ -1190,6 +1208,15 @@ export class DiskStore {
     return freed < lacking && lacking <= freed + this.readBytes;
   }
 
+  /**
+   * Whether `lacking` bytes that evicting did not make are held by the fills in progress (in
+   * every worker) and the bodies being read: the room comes back as they end (committed,
+   * then evictable; or given up; closed).
+   */
+  #isHeldByFills(lacking: number): boolean {
+    return lacking <= this.readBytes + this.#unwritten + this.#othersUnwritten;
+  }
+
   /** The bytes of the bodies being read in the whole cache (in a worker, as the primary last said: see makeRoom). */
   get readBytes(): number {
     return this.#peer ? this.#peer.readBytes : this.#readBytes();
@@ -1205,8 +1232,7 @@ export class DiskStore {
   /** The free space now, with a blocking statfs (see FRESH_FIGURE_MIN); a failure is a storage failure. */
   #readFree(): void {
     try {
-      const fs = statfsSync(this.dir);
-      this.#free = { bytes: fs.bavail * fs.bsize - this.#unwritten, at: Date.now() };
+      this.#free = this.#freeFrom(statfsSync(this.dir));
     } catch (err) {
       throw this.storageFailure(err);
     }
@@ -1215,7 +1241,7 @@ export class DiskStore {
   /** One statfs at a time; callers arriving meanwhile share it. */
   #refreshFree(): Promise<void> {
     this.#freeRefresh ??= statfs(this.dir).then((fs) => {
-      this.#free = { bytes: fs.bavail * fs.bsize - this.#unwritten, at: Date.now() };
+      this.#free = this.#freeFrom(fs);
     }).finally(() => {
       this.#freeRefresh = undefined;
     });

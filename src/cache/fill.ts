@@ -209,12 +209,13 @@ export class Fill extends FillProgress {
           off += bytesWritten;
         } catch (err) {
           // No room left, where none was reserved (a body of unknown length) or the figure
-          // was wrong: the least recently used entries make some, as for a reservation,
-          // until there are none left to evict; never for a body no entry will take.
+          // was wrong (another worker's fill took the room at the same moment): the least
+          // recently used entries make some, as for a reservation, until there are none left
+          // to evict; never for a body no entry will take.
           if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || this.#unkept) throw err;
           const step = this.#roomStep(position + off, chunk.length - off);
           if ((await this.#store.makeRoom(step)) > 0) continue;
-          throw this.#store.isHeldByReaders(step, 0) ? new StorageError(`no space left for a body of unknown length, ${position + off} bytes into it: the room is held by bodies being read`) : err;
+          throw this.#store.isHeldByReaders(step, 0) ? new StorageError(`no space left for the body, ${position + off} bytes into it: the room is held by bodies being read`) : err;
         }
       }
       const settled = Math.min(chunk.length, this.#reserved);

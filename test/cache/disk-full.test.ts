@@ -474,6 +474,36 @@ t.test('two large fills at once on a disk that holds the whole budget: the secon
   t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'both kept');
 });
 
+t.test('two workers, large fills in progress in both on a disk that holds the whole budget: a fill counts the room the other worker\'s fills reserved, and finding none left passes through, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'held-by-fills-workers');
+  const { up, upUrl } = await startUpstream(t);
+  const large = [3, 3].map((n) => up.addBlob(n * MiB));
+  const third = up.addBlob(2.5 * MiB);
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '7MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  t.teardown(async () => {
+    await cache.stop();
+    await unmount();
+  });
+  // A connection each (the workers take them in turn): a large fill in each worker, each body
+  // over about a second and a half; the third asks the first worker while both have reserved
+  // their room and written little of it, and nothing kept is there to evict. Counting only its
+  // own worker's fill, it took room the other one's needs: one of them ran out mid-way (ENOSPC).
+  up.options.rate = 2 * MiB;
+  const filling = large.map((b) => fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true }));
+  await eventually('both fills asked upstream', () => large.every((b) => up.count(`/cas/sha256/${b.hex}`) === 1), 5000);
+  await sleep(300);
+  const passed = await fetchHash(`${cache.url}/cas/sha256/${third.hex}`, {}, { fresh: true });
+  t.same([passed.status, passed.hash], [200, third.hex], 'the third served');
+  const got = await Promise.all(filling);
+  t.same(got.map((g) => [g.status, g.hash]), large.map((b) => [200, b.hex]), 'both large ones served');
+  const file = (hex: string): string => path.join(dir, casId({ algo: 'sha256', hex }));
+  await eventually('both large ones kept', () => large.every((b) => existsSync(file(b.hex)) && (statSync(file(b.hex)).mode & 0o777) !== 0), 5000);
+  t.notOk(existsSync(file(third.hex)), 'the third passed through, not kept');
+  const stats = (await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { full: boolean } };
+  t.equal(stats.store.full, false, 'no cool-down');
+  t.notMatch(cache.stderr(), /storage failure/, 'no storage failure: the room comes back as the fills end');
+});
+
 t.test('large fills in progress hold the room of a disk that holds the whole budget: a fill that finds none left passes through, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const large = [3, 3].map((n) => up.addBlob(n * MiB));
@@ -492,6 +522,30 @@ t.test('large fills in progress hold the room of a disk that holds the whole bud
   await app.cache.fills.drain();
   t.same(got.map((g) => [g.status, g.hash]), large.map((b) => [200, b.hex]), 'both large ones served');
   t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'and kept');
+});
+
+t.test('a fill in progress and the objects kept hold the room together, and evicting them all would not make it: a large fill passes through, evicting nothing, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const kept = up.addBlob(MiB);
+  const filling = up.addBlob(3 * MiB);
+  const large = up.addBlob(6 * MiB);
+  const { app, url } = await cacheOnTmpfs(t, 'held-by-kept-and-fills', upUrl);
+  await fetchHash(`${url}/cas/sha256/${kept.hex}`);
+  await app.cache.fills.drain();
+  // The 3 MiB body over about a second and a half; the large one asks while it has written
+  // little: it lacks about 3 MiB, more than the fill has left to write, and more than the
+  // object kept would give back. Neither is a failing disk.
+  up.options.rate = 2 * MiB;
+  const first = fetchHash(`${url}/cas/sha256/${filling.hex}`);
+  await sleep(300);
+  const passed = await fetchHash(`${url}/cas/sha256/${large.hex}`);
+  t.same([passed.status, passed.hash], [200, large.hex], 'the large one served');
+  t.equal(app.cache.store.failures, 0, 'no storage failure');
+  t.notOk(app.cache.store.isFull(), 'no cool-down for every fill');
+  const got = await first;
+  await app.cache.fills.drain();
+  t.same([got.status, got.hash], [200, filling.hex], 'the fill in progress served');
+  t.same([kept, filling, large].map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true, false], 'the object kept and the fill kept; the large one passed through');
 });
 
 t.test('fills that make room at the same moment evict no more than they need between them: as many as the same fills one after another', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {

@@ -1,6 +1,6 @@
 // The worker's side of the cluster protocol (see protocol.ts): reports commits, hits, the
-// bodies it reads and the count of fills it leads (batched on a timer) and deletions to the
-// primary, hears about evictions, and asks for the figures of the whole cache. Which worker
+// bodies it reads and the count of fills it leads (batched on a timer), deletions and the
+// room its fills reserved to the primary, hears about evictions, and asks for the figures of the whole cache. Which worker
 // fills an object is settled without the primary (see fills.ts).
 import type { Server } from 'node:http';
 import { Socket } from 'node:net';
@@ -15,6 +15,15 @@ import { Outbox, unbatch, type HandedConnection, type MetricsJson, type PrimaryM
  * with two workers on two cores).
  */
 const REPORT_FLUSH_MS = 200;
+
+/**
+ * A change of the room this worker's fills reserved and have not written yet is told to the
+ * primary at once (within a turn of the event loop) from this size on: the other workers
+ * count it before they reserve (a large fill in each at once on a disk that holds the
+ * budget ran out of room mid-way). Smaller ones (a small fill's) wait for the next flush,
+ * within the room the store keeps free beyond each reservation.
+ */
+const UNWRITTEN_STEP = 256 * 1024;
 
 type Reply = Extract<PrimaryMessage, { req: number }>;
 
@@ -37,6 +46,12 @@ export class ClusterLink {
   #reading = new Map<string, number | undefined>();
   /** The bytes of the bodies every worker reads, as the primary's last answer to makeRoom said. @public DiskStore reads it through StorePeer, which knip does not follow. */
   readBytes = 0;
+  /** The bytes the other workers' fills reserved and have not written yet, as the primary last said. @public DiskStore reads it through StorePeer, which knip does not follow. */
+  othersUnwritten = 0;
+  /** This worker's (see unwritten): now, and as last told to the primary. */
+  #unwritten = 0;
+  #reportedUnwritten = 0;
+  #unwrittenDue = false;
   #leading: () => number = () => 0;
   #reportedLeading = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -133,6 +148,24 @@ export class ClusterLink {
     this.#schedule();
   }
 
+  /** The room this worker's fills reserved and have not written yet is now `bytes`. @public DiskStore calls it through StorePeer, which knip does not follow. */
+  unwritten(bytes: number): void {
+    if (bytes === this.#unwritten) return;
+    this.#unwritten = bytes;
+    if (Math.abs(bytes - this.#reportedUnwritten) < UNWRITTEN_STEP) return this.#schedule();
+    if (this.#unwrittenDue) return;
+    // At the end of this turn: the reservations and writes of one turn make one report.
+    this.#unwrittenDue = true;
+    setImmediate(() => this.#reportUnwritten());
+  }
+
+  #reportUnwritten(): void {
+    this.#unwrittenDue = false;
+    if (this.#unwritten === this.#reportedUnwritten) return;
+    this.#reportedUnwritten = this.#unwritten;
+    this.#outbox.push({ t: 'unwritten', bytes: this.#unwritten });
+  }
+
   /** Sends what is queued now (the commits, hits, bodies read and count of fills gathered since the last flush, and the tallies, too). */
   flush(): void {
     if (this.#timer) clearTimeout(this.#timer);
@@ -143,6 +176,7 @@ export class ClusterLink {
     this.#touched = [];
     if (this.#reading.size > 0) this.#outbox.push(readingReport(this.#reading));
     this.#reading = new Map();
+    this.#reportUnwritten();
     this.epoch++;
     this.#outbox.push({ t: 'totals', kinds: this.#tally() });
     const leading = this.#leading();
@@ -198,6 +232,7 @@ export class ClusterLink {
     this.flush(); // the commits and bodies read gathered so far first: the primary evicts among them too
     const answer = await this.#ask<Extract<Reply, { t: 'room' }>>({ t: 'room', req: 0, bytes, whole });
     this.readBytes = answer.readBytes;
+    this.othersUnwritten = answer.othersUnwritten;
     return answer.freed;
   }
 
@@ -215,6 +250,9 @@ export class ClusterLink {
         return this.#onForget(m.id);
       case 'store':
         this.store = { bytes: m.bytes, objects: m.objects, evicted: m.evicted, inflight: m.inflight };
+        return;
+      case 'unwritten':
+        this.othersUnwritten = m.others;
         return;
       case 'tally?':
         this.flush(); // the commits and hits gathered so far reach the primary before the tally

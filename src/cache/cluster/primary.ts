@@ -60,6 +60,9 @@ interface LiveWorker {
   leading: number;
   /** The bodies it reads, by id, with their size (counted in the store's readers: see DiskStore.readerOpened). */
   reading: Map<string, number>;
+  /** The room its fills reserved and have not written yet, as it last said; and the other workers', as it was last told. */
+  unwritten: number;
+  toldOthersUnwritten: number;
   tally: Record<string, KindTally>;
   metrics?: MetricsJson;
   /** Serving (it said 'ready'), so asked every WATCH_MS. */
@@ -278,6 +281,21 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       broadcast({ t: 'store', ...figures() });
     }, STORE_BROADCAST_MS);
   };
+  /** The room the fills of every worker but `id` reserved and have not written yet. */
+  const othersUnwritten = (id: number): number => {
+    let bytes = 0;
+    for (const [other, w] of live) if (other !== id) bytes += w.unwritten;
+    return bytes;
+  };
+  /** Tells each worker the room the others' fills reserved, when it changed (see ClusterLink.unwritten). */
+  const tellUnwritten = (): void => {
+    for (const [id, w] of live) {
+      const others = othersUnwritten(id);
+      if (others === w.toldOthersUnwritten) continue;
+      w.toldOthersUnwritten = others;
+      w.outbox.push({ t: 'unwritten', others });
+    }
+  };
 
   /** Asks every connected worker; resolves with the answers by worker id, those in within 2 s. */
   function askWorkers<A>(question: (req: number) => PrimaryMessage): Promise<Map<number, A>> {
@@ -352,13 +370,19 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         for (const body of m.closed) if (w.reading.delete(body)) store.readerClosed(body);
         return;
       }
+      case 'unwritten': {
+        const w = live.get(id);
+        if (!w) return;
+        w.unwritten = m.bytes;
+        return tellUnwritten();
+      }
       case 'deleted':
         store.forget(m.id); // the worker unlinked it already
         return broadcastFiguresSoon();
       case 'room':
         // never rejects in practice (unlink failures are ignored); an answer is owed either way
         void store.makeRoom(m.bytes, m.whole).catch(() => 0).then((freed) => {
-          send(id, { t: 'room', req: m.req, freed, readBytes: store.readBytes });
+          send(id, { t: 'room', req: m.req, freed, readBytes: store.readBytes, othersUnwritten: othersUnwritten(id) });
           broadcastFiguresSoon();
         });
         return;
@@ -432,8 +456,9 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     // yes: harmless, its 'exit' follows; unhandled, the error ended the primary and the cache
     // (seen in CI: a worker killed just after it started listening).
     worker.on('error', (err: Error) => log.debug({ worker: worker.id, err: err.message }, 'a message to a cache worker was not delivered'));
-    const entry: LiveWorker = { worker, outbox, leading: 0, reading: new Map(), tally: {}, pings: [] };
+    const entry: LiveWorker = { worker, outbox, leading: 0, reading: new Map(), unwritten: 0, toldOthersUnwritten: 0, tally: {}, pings: [] };
     live.set(worker.id, entry);
+    tellUnwritten(); // a worker started in place of a dead one, while the others' fills write
     worker.on('message', (m: unknown) => {
       entry.asked = undefined; // it answers
       unbatch<WorkerMessage>(m, (one) => onMessage(worker.id, one));
@@ -443,8 +468,9 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     worker.once('exit', (code, signal) => {
       const last = live.get(worker.id);
       live.delete(worker.id);
-      // The files it read were closed with its process.
+      // The files it read were closed with its process; the room its fills reserved is theirs no more.
       for (const body of last?.reading.keys() ?? []) store.readerClosed(body);
+      if (last?.unwritten) tellUnwritten();
       if (stopping) return;
       if (last) addTallies(retired, lastCounts(last.tally, last.metrics));
       // Its counters as last scraped or reported stay in the sums: Prometheus would take a drop for a reset.

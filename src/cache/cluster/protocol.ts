@@ -31,6 +31,8 @@ export type WorkerMessage =
    * since its last report: the primary does not count their room as made by evicting them.
    */
   | { readonly t: 'reading'; readonly opened: readonly (readonly [string, number])[]; readonly closed: readonly string[] }
+  /** The room the worker's fills reserved and have not written yet (see ClusterLink.unwritten). */
+  | { readonly t: 'unwritten'; readonly bytes: number }
   /** Evict at least `bytes` (the least recently used first): a fill needs the room (DiskStore.makeRoom, and its `whole`). */
   | { readonly t: 'room'; readonly req: number; readonly bytes: number; readonly whole: boolean }
   | { readonly t: 'stats'; readonly req: number }
@@ -58,8 +60,13 @@ export type PrimaryMessage =
   | { readonly t: 'stats'; readonly req: number; readonly kinds: Record<string, KindTally>; readonly store: StoreFigures; readonly startedAt: string; readonly workersLost: number }
   | { readonly t: 'metrics'; readonly req: number; readonly text: string; readonly contentType: string }
   | { readonly t: 'tally?'; readonly req: number }
-  /** The answer to 'room', once the evicted files are unlinked; `readBytes`: the bytes of the bodies every worker reads then. */
-  | { readonly t: 'room'; readonly req: number; readonly freed: number; readonly readBytes: number }
+  /**
+   * The answer to 'room', once the evicted files are unlinked; `readBytes`: the bytes of the
+   * bodies every worker reads then; `othersUnwritten`: the room the other workers' fills reserved.
+   */
+  | { readonly t: 'room'; readonly req: number; readonly freed: number; readonly readBytes: number; readonly othersUnwritten: number }
+  /** The room the other workers' fills reserved and have not written yet changed: `others` now. */
+  | { readonly t: 'unwritten'; readonly others: number }
   | { readonly t: 'metrics?'; readonly req: number };
 
 /** Primary → worker: a connection of the cache's port, sent alone with its socket as the message's handle (see handoff.ts). */
