@@ -185,6 +185,12 @@ const FRESH_FIGURE_MIN = 1024 * 1024;
 const FULL_COOLDOWN_MS = 30_000;
 /** Room kept free on the data filesystem beyond the object being filled. */
 const FREE_MARGIN = 1024 * 1024;
+/** No room reserved. */
+export const NONE_RESERVED: Reserved = Object.freeze({ bytes: 0, unwritten: 0 });
+
+export function sameReserved(a: Reserved, b: Reserved): boolean {
+  return a.bytes === b.bytes && a.unwritten === b.unwritten;
+}
 /** Temp names: a random prefix per process (workers share the directories) and a counter. */
 let tempOrigin = randomBytes(6).toString('hex');
 let tempSeq = 0;
@@ -263,10 +269,26 @@ interface StorePeer {
   reading(id: string, size: number | undefined): void;
   /** The bytes of the bodies being read in every worker, as the primary's last answer to makeRoom said. */
   readonly readBytes: number;
-  /** The bytes this worker's fills reserved and have not written yet changed (see DiskStore.settle). */
-  unwritten(bytes: number): void;
-  /** The bytes the other workers' fills reserved and have not written yet, as the primary last said. */
-  readonly othersUnwritten: number;
+  /** The room this worker's reservations in progress hold changed (see DiskStore.reserve). */
+  reservations(held: Reserved): void;
+  /** The room the other workers' reservations in progress hold, as the primary last said. */
+  readonly othersReserved: Reserved;
+}
+
+/** The room reservations in progress hold (see DiskStore.reserve): in all, and the part not written yet. */
+export interface Reserved {
+  readonly bytes: number;
+  readonly unwritten: number;
+}
+
+/**
+ * Room taken on the disk for a body about to be written (DiskStore.reserve): told each write
+ * (`written`), and its end (`end`: written, or never to be), which gives the room back to
+ * the free-space figure's reckoning (the disk's own figure then counts what was written).
+ */
+export interface Reservation {
+  written(bytes: number): void;
+  end(): void;
 }
 
 /** What the index evicted since start (the least recently used, over the budget or to make room). */
@@ -317,10 +339,12 @@ export class DiskStore {
    * figure does not count them, so each is taken off it. Without this, a fresh figure read
    * for a large reservation forgot the fills reserved a moment before, and two at once on
    * a disk holding the budget both started, to fail mid-way (ENOSPC) instead of making room.
-   * A worker tells the primary, which tells the others (StorePeer.othersUnwritten): their
+   * A worker tells the primary, which tells the others (StorePeer.othersReserved): their
    * free-space figures count it too.
    */
   #unwritten = 0;
+  /** The bytes of the reservations in progress in this process, written or not (see #isHeldByCache). */
+  #reserved = 0;
   #freeRefresh: Promise<void> | undefined;
   /** The reservations making room, one after another (see #makeRoomFor). */
   #roomTurns: Promise<void> = Promise.resolve();
@@ -1092,7 +1116,7 @@ export class DiskStore {
    * failure; without it only the free space counts, and its lack is no storage failure (the
    * disk still takes what fits).
    */
-  async reserve(size: number, { unkept = false, evict = !unkept }: { unkept?: boolean; evict?: boolean } = {}): Promise<void> {
+  async reserve(size: number, { unkept = false, evict = !unkept }: { unkept?: boolean; evict?: boolean } = {}): Promise<Reservation> {
     if (this.exceedsCache(size) && !unkept) throw new StorageError(`object of ${size} bytes exceeds the cache size ${this.maxSize}`);
     if (size >= FRESH_FIGURE_MIN) this.#readFree();
     const stale = this.#free.at !== 0 && Date.now() - this.#free.at > this.#statfsMaxAgeMs;
@@ -1104,7 +1128,7 @@ export class DiskStore {
     // has no room for a large object until the index evicts at its commit: the least
     // recently used entries make it now, as the budget would then.
     if (this.#free.bytes < size + FREE_MARGIN && evict) return this.#makeRoomFor(size);
-    this.#take(size, evict);
+    return this.#take(size, evict);
   }
 
   /**
@@ -1113,24 +1137,23 @@ export class DiskStore {
    * made room at the same moment each evicted all they lacked on the same figure, several
    * times what they lacked between them.
    */
-  #makeRoomFor(size: number): Promise<void> {
+  #makeRoomFor(size: number): Promise<Reservation> {
     const turn = this.#roomTurns.then(async () => {
       const lacking = size + FREE_MARGIN - this.#free.bytes;
       if (lacking > 0) {
         const freed = await this.makeRoom(lacking, true);
         this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
         if (this.isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.readBytes} bytes are held by bodies being read`);
-        // The room the fills in progress took (those that took it during the wait too) beside
-        // the objects kept (too few to make it all: makeRoom's `whole`) is the cache's own: a
-        // disk that holds the budget, many large fills at once, not a failing disk.
+        // (reckoned after the wait: reservations taken meanwhile count too)
         const short = size + FREE_MARGIN - this.#free.bytes;
-        if (short > 0 && this.#isHeldByFills(short - this.bytes)) {
-          throw new StorageError(`no space left for ${size} bytes now: the cache's objects (${this.bytes} bytes) and its fills in progress (${this.#unwritten + this.#othersUnwritten} bytes reserved) hold it`);
+        if (short > 0 && this.#isHeldByCache(short)) {
+          const reserved = this.#reserved + this.#othersReserved.bytes;
+          throw new StorageError(`no space left for ${size} bytes now: the cache's own use of the disk holds it (objects kept ${this.bytes} bytes, ${this.readBytes} being read; fills in progress ${reserved} bytes reserved)`);
         }
       }
-      this.#take(size, true);
+      return this.#take(size, true);
     });
-    this.#roomTurns = turn.catch(() => undefined);
+    this.#roomTurns = turn.then(() => undefined, () => undefined);
     return turn;
   }
 
@@ -1138,31 +1161,46 @@ export class DiskStore {
    * Takes `size` bytes of the free-space figure for a reservation; throws when it has not
    * them, a storage failure when `lackIsFailure` (room was made by evicting: see reserve).
    */
-  #take(size: number, lackIsFailure: boolean): void {
+  #take(size: number, lackIsFailure: boolean): Reservation {
     if (this.#free.bytes < size + FREE_MARGIN) {
       // what holds the disk, for whoever reads the log: the objects kept (those being read among them), the fills to come
-      const refusal = `no space left for ${size} bytes (${this.#free.bytes} free; the cache holds ${this.bytes}, ${this.readBytes} of them being read; ${this.#unwritten + this.#othersUnwritten} reserved by fills in progress)`;
+      const refusal = `no space left for ${size} bytes (${this.#free.bytes} free; the cache holds ${this.bytes}, ${this.readBytes} of them being read; ${this.#reserved + this.#othersReserved.bytes} reserved by fills in progress, ${this.#unwritten + this.#othersReserved.unwritten} of them not written yet)`;
       throw lackIsFailure ? this.storageFailure(new Error(refusal)) : new StorageError(refusal);
     }
     this.#free.bytes -= size;
-    this.#unwritten += size;
-    this.#peer?.unwritten(this.#unwritten);
+    this.#reckon(size, size);
+    let left = size;
+    let ended = false;
+    return {
+      written: (bytes) => {
+        const settled = Math.min(bytes, left);
+        left -= settled;
+        if (settled > 0) this.#reckon(0, -settled);
+      },
+      end: () => {
+        if (ended) return;
+        ended = true;
+        this.#reckon(-size, -left);
+        left = 0;
+      },
+    };
   }
 
-  /** `bytes` of a reservation were written to the disk, or never will be (its fill ended). */
-  settle(bytes: number): void {
-    this.#unwritten -= bytes;
-    this.#peer?.unwritten(this.#unwritten);
+  /** The reservations in progress changed by `bytes` in all, `unwritten` of them not written yet. */
+  #reckon(bytes: number, unwritten: number): void {
+    this.#reserved += bytes;
+    this.#unwritten += unwritten;
+    this.#peer?.reservations({ bytes: this.#reserved, unwritten: this.#unwritten });
   }
 
-  /** In a worker: the room the other workers' fills reserved and have not written yet. */
-  get #othersUnwritten(): number {
-    return this.#peer?.othersUnwritten ?? 0;
+  /** In a worker: the room the other workers' reservations in progress hold. */
+  get #othersReserved(): Reserved {
+    return this.#peer?.othersReserved ?? NONE_RESERVED;
   }
 
   /** The free space a statfs figure leaves for new reservations: less what every fill reserved and has not written yet. */
   #freeFrom(fs: { bavail: number; bsize: number }): { bytes: number; at: number } {
-    return { bytes: fs.bavail * fs.bsize - this.#unwritten - this.#othersUnwritten, at: Date.now() };
+    return { bytes: fs.bavail * fs.bsize - this.#unwritten - this.#othersReserved.unwritten, at: Date.now() };
   }
 
   /**
@@ -1209,12 +1247,15 @@ export class DiskStore {
   }
 
   /**
-   * Whether `lacking` bytes that evicting did not make are held by the fills in progress (in
-   * every worker) and the bodies being read: the room comes back as they end (committed,
-   * then evictable; or given up; closed).
+   * Whether the cache's own use of the disk holds the `lacking` bytes that evicting did not
+   * make: the objects kept (too few to make it all: makeRoom's `whole`), the bodies being read
+   * (an evicted file keeps its room until its last reader closes it) and the fills in
+   * progress in every worker (the room they reserved, written or not). Its room comes back
+   * as those end: a disk that holds the budget under many large fills at once, not a failing
+   * disk, nor one that something else fills (the lack would be larger than all of these).
    */
-  #isHeldByFills(lacking: number): boolean {
-    return lacking <= this.readBytes + this.#unwritten + this.#othersUnwritten;
+  #isHeldByCache(lacking: number): boolean {
+    return lacking <= this.bytes + this.readBytes + this.#reserved + this.#othersReserved.bytes;
   }
 
   /** The bytes of the bodies being read in the whole cache (in a worker, as the primary last said: see makeRoom). */

@@ -16,7 +16,7 @@ import { openIfInode } from '../open-if-inode.js';
 import { DigestMismatchError, failedRequest, UpstreamError, type FailedRequest } from '../errors.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { formatDigest, type Digest } from '../store/digest.js';
-import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim } from './disk-store.js';
+import { isCasId, SMALL_MAX, StorageError, type DiskStore, type EntryMeta, type FillClaim, type Reservation } from './disk-store.js';
 import { failureFields } from './serve.js';
 import { newRequestId } from '../http/request-id.js';
 import { requestError } from '../http/errors.js';
@@ -130,8 +130,8 @@ export class Fill extends FillProgress {
   #answer: UpstreamAnswer | undefined;
   /** The body will not be kept: the fill stops once it has no reader left (see unread). */
   #unkept = false;
-  /** Of the room reserved for the body (DiskStore.reserve), the bytes not written yet: settled as they are, the rest at the end. */
-  #reserved = 0;
+  /** The room reserved for the body (DiskStore.reserve): told of each write, and of the end. */
+  #reservation: Reservation | undefined;
 
   constructor(store: DiskStore, log: Logger, spec: FillSpec, hooks: FillHooks = {}, unreadGraceMs?: number) {
     super(unreadGraceMs);
@@ -218,9 +218,7 @@ export class Fill extends FillProgress {
           throw this.#store.isHeldByReaders(step, 0) ? new StorageError(`no space left for the body, ${position + off} bytes into it: the room is held by bodies being read`) : err;
         }
       }
-      const settled = Math.min(chunk.length, this.#reserved);
-      this.#reserved -= settled;
-      this.#store.settle(settled);
+      this.#reservation?.written(chunk.length);
     } catch (err) {
       // A body not kept that finds no room (one grown larger than the cache), or one whose
       // room is held by bodies being read, says nothing of the disk, nor of the room for the
@@ -322,8 +320,7 @@ export class Fill extends FillProgress {
       // gathered (Upstream.fetch) was announced within SMALL_MAX.
       const small = answer.whole !== undefined || (size !== undefined && size <= SMALL_MAX);
       if (size !== undefined && !unkeptOnly) {
-        await this.#store.reserve(size, { unkept: oversize });
-        this.#reserved = size;
+        this.#reservation = await this.#store.reserve(size, { unkept: oversize });
       }
       let body: Buffer | undefined;
       if (!small && unkeptOnly) {
@@ -436,8 +433,8 @@ export class Fill extends FillProgress {
       this.#tell({ error: told });
     } finally {
       try {
-        this.#store.settle(this.#reserved); // written (a small body at its commit), or never to be
-        this.#reserved = 0;
+        this.#reservation?.end(); // written (a small body at its commit), or never to be
+        this.#reservation = undefined;
         giveUpClaim(); // an answer not kept (not 200, private)
         if (tmp) {
           await tmp.fh.close().catch(() => undefined);

@@ -18,7 +18,7 @@ import { uploadAborted } from '../store/blob-store.js';
 import { parseDigest, type Digest } from '../store/digest.js';
 import { announcedLength } from './answer-handler.js';
 import { isPrivate, type CacheContext } from './context.js';
-import { casHeaders, casId, httpId, type EntryMeta } from './disk-store.js';
+import { casHeaders, casId, httpId, type EntryMeta, type Reservation } from './disk-store.js';
 import { BROWSER_HEADERS, namePath } from './namespace.js';
 import type { Kind } from './metrics.js';
 import { endToEnd, pickHeaders, type HeaderMap } from './upstream.js';
@@ -146,12 +146,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   // with the body's first chunk), and a client that announced a body and sent none held the
   // room it named, whatever its token, until upstream's head timeout; fills evicted for it.
   const declared = announcedLength(req.headers);
-  let unsettled = 0;
-  const settle = (bytes: number): void => {
-    const settled = Math.min(bytes, unsettled);
-    unsettled -= settled;
-    ctx.store.settle(settled);
-  };
+  let reservation: Reservation | undefined;
   // A copy that finds no room (a body of unknown length: nothing reserved) is only forwarded,
   // as one reserve refused: no storage failure, whose cool-down would stop every fill.
   const failed = (err: unknown): void => {
@@ -159,11 +154,8 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   };
   const open = async (): Promise<TeeCopy | undefined> => {
     try {
-      if (declared !== undefined) {
-        await ctx.store.reserve(declared, { evict: false });
-        unsettled = declared;
-      }
-      return { ...(await ctx.store.createTemp()), maxSize: declared ?? ctx.store.maxSize, written: settle, failed };
+      if (declared !== undefined) reservation = await ctx.store.reserve(declared, { evict: false });
+      return { ...(await ctx.store.createTemp()), maxSize: declared ?? ctx.store.maxSize, written: (bytes) => reservation?.written(bytes), failed };
     } catch {
       return undefined; // refused (logged as the store's failure when it is one): forwarded only
     }
@@ -214,7 +206,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
     // it): no write may start on the file being closed, whose "file closed" error would be
     // taken for the disk's. A write already started is waited for by close.
     const copy = await tee.stop();
-    settle(unsettled); // written by now, or never to be
+    reservation?.end(); // written by now, or never to be
     if (copy) {
       await copy.fh.close().catch(() => undefined);
       if (!committed) await ctx.store.discardTemp(copy.path);

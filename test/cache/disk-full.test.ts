@@ -524,20 +524,21 @@ t.test('large fills in progress hold the room of a disk that holds the whole bud
   t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'and kept');
 });
 
-t.test('a fill in progress and the objects kept hold the room together, and evicting them all would not make it: a large fill passes through, evicting nothing, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+t.test('the objects kept and a fill in progress, written in part, hold the room together, and evicting the objects would not make it: a large fill passes through, evicting nothing, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
-  const kept = up.addBlob(MiB);
+  const kept = [1, 1].map(() => up.addBlob(MiB));
   const filling = up.addBlob(3 * MiB);
   const large = up.addBlob(6 * MiB);
   const { app, url } = await cacheOnTmpfs(t, 'held-by-kept-and-fills', upUrl);
-  await fetchHash(`${url}/cas/sha256/${kept.hex}`);
+  for (const b of kept) await fetchHash(`${url}/cas/sha256/${b.hex}`);
   await app.cache.fills.drain();
-  // The 3 MiB body over about a second and a half; the large one asks while it has written
-  // little: it lacks about 3 MiB, more than the fill has left to write, and more than the
-  // object kept would give back. Neither is a failing disk.
+  // The 3 MiB body over about a second and a half; the large one asks when it has written
+  // about 2 MiB. The 8 MiB disk lacks about 4 MiB for it: more than the objects kept would
+  // give back (2), than the fill has left to write (1), than both; not more than all the
+  // cache's own use of the disk. Not a failing disk.
   up.options.rate = 2 * MiB;
   const first = fetchHash(`${url}/cas/sha256/${filling.hex}`);
-  await sleep(300);
+  await sleep(1000);
   const passed = await fetchHash(`${url}/cas/sha256/${large.hex}`);
   t.same([passed.status, passed.hash], [200, large.hex], 'the large one served');
   t.equal(app.cache.store.failures, 0, 'no storage failure');
@@ -545,7 +546,7 @@ t.test('a fill in progress and the objects kept hold the room together, and evic
   const got = await first;
   await app.cache.fills.drain();
   t.same([got.status, got.hash], [200, filling.hex], 'the fill in progress served');
-  t.same([kept, filling, large].map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true, false], 'the object kept and the fill kept; the large one passed through');
+  t.same([...kept, filling, large].map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true, true, false], 'the objects kept and the fill kept; the large one passed through');
 });
 
 t.test('fills that make room at the same moment evict no more than they need between them: as many as the same fills one after another', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {

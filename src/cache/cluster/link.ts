@@ -1,11 +1,13 @@
 // The worker's side of the cluster protocol (see protocol.ts): reports commits, hits, the
 // bodies it reads and the count of fills it leads (batched on a timer), deletions and the
-// room its fills reserved to the primary, hears about evictions, and asks for the figures of the whole cache. Which worker
-// fills an object is settled without the primary (see fills.ts).
+// room its reservations hold to the primary, hears about evictions and the other workers'
+// reservations, and asks for the figures of the whole cache. Which worker fills an object
+// is settled without the primary (see fills.ts).
 import type { Server } from 'node:http';
 import { Socket } from 'node:net';
 import type { KindTally } from '../metrics.js';
 import type { ErrorCode } from '../../errors.js';
+import { NONE_RESERVED, sameReserved, type Reserved } from '../disk-store.js';
 import { Outbox, unbatch, type HandedConnection, type MetricsJson, type PrimaryMessage, type StoreFigures, type WorkerEnv, type WorkerMessage } from './protocol.js';
 
 /**
@@ -17,13 +19,13 @@ import { Outbox, unbatch, type HandedConnection, type MetricsJson, type PrimaryM
 const REPORT_FLUSH_MS = 200;
 
 /**
- * A change of the room this worker's fills reserved and have not written yet is told to the
- * primary at once (within a turn of the event loop) from this size on: the other workers
- * count it before they reserve (a large fill in each at once on a disk that holds the
- * budget ran out of room mid-way). Smaller ones (a small fill's) wait for the next flush,
- * within the room the store keeps free beyond each reservation.
+ * A change of the room this worker's reservations hold is told to the primary at once
+ * (within a turn of the event loop) from this size on: the other workers count it before
+ * they reserve (a large fill in each at once on a disk that holds the budget ran out of room
+ * mid-way). Smaller ones (a small fill's) wait for the next flush, within the room the store
+ * keeps free beyond each reservation.
  */
-const UNWRITTEN_STEP = 256 * 1024;
+const RESERVED_STEP = 256 * 1024;
 
 type Reply = Extract<PrimaryMessage, { req: number }>;
 
@@ -46,12 +48,12 @@ export class ClusterLink {
   #reading = new Map<string, number | undefined>();
   /** The bytes of the bodies every worker reads, as the primary's last answer to makeRoom said. @public DiskStore reads it through StorePeer, which knip does not follow. */
   readBytes = 0;
-  /** The bytes the other workers' fills reserved and have not written yet, as the primary last said. @public DiskStore reads it through StorePeer, which knip does not follow. */
-  othersUnwritten = 0;
-  /** This worker's (see unwritten): now, and as last told to the primary. */
-  #unwritten = 0;
-  #reportedUnwritten = 0;
-  #unwrittenDue = false;
+  /** The room the other workers' reservations hold, as the primary last said. @public DiskStore reads it through StorePeer, which knip does not follow. */
+  othersReserved = NONE_RESERVED;
+  /** This worker's (see reservations): now, and as last told to the primary. */
+  #reserved = NONE_RESERVED;
+  #reportedReserved = NONE_RESERVED;
+  #reservedDue = false;
   #leading: () => number = () => 0;
   #reportedLeading = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -148,22 +150,23 @@ export class ClusterLink {
     this.#schedule();
   }
 
-  /** The room this worker's fills reserved and have not written yet is now `bytes`. @public DiskStore calls it through StorePeer, which knip does not follow. */
-  unwritten(bytes: number): void {
-    if (bytes === this.#unwritten) return;
-    this.#unwritten = bytes;
-    if (Math.abs(bytes - this.#reportedUnwritten) < UNWRITTEN_STEP) return this.#schedule();
-    if (this.#unwrittenDue) return;
+  /** The room this worker's reservations in progress hold is now `held`. @public DiskStore calls it through StorePeer, which knip does not follow. */
+  reservations(held: Reserved): void {
+    this.#reserved = held;
+    const told = this.#reportedReserved;
+    if (Math.abs(held.bytes - told.bytes) < RESERVED_STEP && Math.abs(held.unwritten - told.unwritten) < RESERVED_STEP) return this.#schedule();
+    if (this.#reservedDue) return;
     // At the end of this turn: the reservations and writes of one turn make one report.
-    this.#unwrittenDue = true;
-    setImmediate(() => this.#reportUnwritten());
+    this.#reservedDue = true;
+    setImmediate(() => this.#reportReserved());
   }
 
-  #reportUnwritten(): void {
-    this.#unwrittenDue = false;
-    if (this.#unwritten === this.#reportedUnwritten) return;
-    this.#reportedUnwritten = this.#unwritten;
-    this.#outbox.push({ t: 'unwritten', bytes: this.#unwritten });
+  #reportReserved(): void {
+    this.#reservedDue = false;
+    const held = this.#reserved;
+    if (sameReserved(held, this.#reportedReserved)) return;
+    this.#reportedReserved = held;
+    this.#outbox.push({ t: 'reserved', ...held });
   }
 
   /** Sends what is queued now (the commits, hits, bodies read and count of fills gathered since the last flush, and the tallies, too). */
@@ -176,7 +179,7 @@ export class ClusterLink {
     this.#touched = [];
     if (this.#reading.size > 0) this.#outbox.push(readingReport(this.#reading));
     this.#reading = new Map();
-    this.#reportUnwritten();
+    this.#reportReserved();
     this.epoch++;
     this.#outbox.push({ t: 'totals', kinds: this.#tally() });
     const leading = this.#leading();
@@ -232,7 +235,7 @@ export class ClusterLink {
     this.flush(); // the commits and bodies read gathered so far first: the primary evicts among them too
     const answer = await this.#ask<Extract<Reply, { t: 'room' }>>({ t: 'room', req: 0, bytes, whole });
     this.readBytes = answer.readBytes;
-    this.othersUnwritten = answer.othersUnwritten;
+    this.othersReserved = answer.othersReserved;
     return answer.freed;
   }
 
@@ -251,8 +254,8 @@ export class ClusterLink {
       case 'store':
         this.store = { bytes: m.bytes, objects: m.objects, evicted: m.evicted, inflight: m.inflight };
         return;
-      case 'unwritten':
-        this.othersUnwritten = m.others;
+      case 'reserved':
+        this.othersReserved = m.others;
         return;
       case 'tally?':
         this.flush(); // the commits and hits gathered so far reach the primary before the tally

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { AggregatorRegistry, Counter, Registry } from 'prom-client';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { DEFAULT_WORKER_RESTART_DELAY_MS, DEFAULT_WORKER_TIMEOUT_MS, type CacheConfig } from '../config.js';
-import { DiskStore, isCasId } from '../disk-store.js';
+import { DiskStore, isCasId, NONE_RESERVED, sameReserved, type Reserved } from '../disk-store.js';
 import { ConfigError, FleetError } from '../../errors.js';
 import { listenUrl, parseListen } from '../../config/units.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../../http/connection-limits.js';
@@ -60,9 +60,9 @@ interface LiveWorker {
   leading: number;
   /** The bodies it reads, by id, with their size (counted in the store's readers: see DiskStore.readerOpened). */
   reading: Map<string, number>;
-  /** The room its fills reserved and have not written yet, as it last said; and the other workers', as it was last told. */
-  unwritten: number;
-  toldOthersUnwritten: number;
+  /** The room its reservations in progress hold, as it last said; and the other workers', as it was last told. */
+  reserved: Reserved;
+  toldOthersReserved: Reserved;
   tally: Record<string, KindTally>;
   metrics?: MetricsJson;
   /** Serving (it said 'ready'), so asked every WATCH_MS. */
@@ -281,19 +281,24 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       broadcast({ t: 'store', ...figures() });
     }, STORE_BROADCAST_MS);
   };
-  /** The room the fills of every worker but `id` reserved and have not written yet. */
-  const othersUnwritten = (id: number): number => {
+  /** The room the reservations of every worker but `id` hold. */
+  const othersReserved = (id: number): Reserved => {
     let bytes = 0;
-    for (const [other, w] of live) if (other !== id) bytes += w.unwritten;
-    return bytes;
+    let unwritten = 0;
+    for (const [other, w] of live) {
+      if (other === id) continue;
+      bytes += w.reserved.bytes;
+      unwritten += w.reserved.unwritten;
+    }
+    return { bytes, unwritten };
   };
-  /** Tells each worker the room the others' fills reserved, when it changed (see ClusterLink.unwritten). */
-  const tellUnwritten = (): void => {
+  /** Tells each worker the room the others' reservations hold, when it changed (see ClusterLink.reservations). */
+  const tellReserved = (): void => {
     for (const [id, w] of live) {
-      const others = othersUnwritten(id);
-      if (others === w.toldOthersUnwritten) continue;
-      w.toldOthersUnwritten = others;
-      w.outbox.push({ t: 'unwritten', others });
+      const others = othersReserved(id);
+      if (sameReserved(others, w.toldOthersReserved)) continue;
+      w.toldOthersReserved = others;
+      w.outbox.push({ t: 'reserved', others });
     }
   };
 
@@ -370,11 +375,11 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
         for (const body of m.closed) if (w.reading.delete(body)) store.readerClosed(body);
         return;
       }
-      case 'unwritten': {
+      case 'reserved': {
         const w = live.get(id);
         if (!w) return;
-        w.unwritten = m.bytes;
-        return tellUnwritten();
+        w.reserved = { bytes: m.bytes, unwritten: m.unwritten };
+        return tellReserved();
       }
       case 'deleted':
         store.forget(m.id); // the worker unlinked it already
@@ -382,7 +387,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       case 'room':
         // never rejects in practice (unlink failures are ignored); an answer is owed either way
         void store.makeRoom(m.bytes, m.whole).catch(() => 0).then((freed) => {
-          send(id, { t: 'room', req: m.req, freed, readBytes: store.readBytes, othersUnwritten: othersUnwritten(id) });
+          send(id, { t: 'room', req: m.req, freed, readBytes: store.readBytes, othersReserved: othersReserved(id) });
           broadcastFiguresSoon();
         });
         return;
@@ -456,9 +461,9 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
     // yes: harmless, its 'exit' follows; unhandled, the error ended the primary and the cache
     // (seen in CI: a worker killed just after it started listening).
     worker.on('error', (err: Error) => log.debug({ worker: worker.id, err: err.message }, 'a message to a cache worker was not delivered'));
-    const entry: LiveWorker = { worker, outbox, leading: 0, reading: new Map(), unwritten: 0, toldOthersUnwritten: 0, tally: {}, pings: [] };
+    const entry: LiveWorker = { worker, outbox, leading: 0, reading: new Map(), reserved: NONE_RESERVED, toldOthersReserved: NONE_RESERVED, tally: {}, pings: [] };
     live.set(worker.id, entry);
-    tellUnwritten(); // a worker started in place of a dead one, while the others' fills write
+    tellReserved(); // a worker started in place of a dead one, while the others' fills write
     worker.on('message', (m: unknown) => {
       entry.asked = undefined; // it answers
       unbatch<WorkerMessage>(m, (one) => onMessage(worker.id, one));
@@ -470,7 +475,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       live.delete(worker.id);
       // The files it read were closed with its process; the room its fills reserved is theirs no more.
       for (const body of last?.reading.keys() ?? []) store.readerClosed(body);
-      if (last?.unwritten) tellUnwritten();
+      if (last?.reserved.bytes) tellReserved();
       if (stopping) return;
       if (last) addTallies(retired, lastCounts(last.tally, last.metrics));
       // Its counters as last scraped or reported stay in the sums: Prometheus would take a drop for a reset.

@@ -15,7 +15,7 @@
 // for a while first (link.ts).
 import type { ErrorCode } from '../../errors.js';
 import type { Registry } from 'prom-client';
-import type { Evicted } from '../disk-store.js';
+import type { Evicted, Reserved } from '../disk-store.js';
 import type { KindTally } from '../metrics.js';
 
 /** Worker → primary. `req` numbers requests that expect a reply. */
@@ -31,8 +31,8 @@ export type WorkerMessage =
    * since its last report: the primary does not count their room as made by evicting them.
    */
   | { readonly t: 'reading'; readonly opened: readonly (readonly [string, number])[]; readonly closed: readonly string[] }
-  /** The room the worker's fills reserved and have not written yet (see ClusterLink.unwritten). */
-  | { readonly t: 'unwritten'; readonly bytes: number }
+  /** The room the worker's reservations in progress hold (see ClusterLink.reservations). */
+  | ({ readonly t: 'reserved' } & Reserved)
   /** Evict at least `bytes` (the least recently used first): a fill needs the room (DiskStore.makeRoom, and its `whole`). */
   | { readonly t: 'room'; readonly req: number; readonly bytes: number; readonly whole: boolean }
   | { readonly t: 'stats'; readonly req: number }
@@ -62,11 +62,11 @@ export type PrimaryMessage =
   | { readonly t: 'tally?'; readonly req: number }
   /**
    * The answer to 'room', once the evicted files are unlinked; `readBytes`: the bytes of the
-   * bodies every worker reads then; `othersUnwritten`: the room the other workers' fills reserved.
+   * bodies every worker reads then; `othersReserved`: the room the other workers' reservations hold.
    */
-  | { readonly t: 'room'; readonly req: number; readonly freed: number; readonly readBytes: number; readonly othersUnwritten: number }
-  /** The room the other workers' fills reserved and have not written yet changed: `others` now. */
-  | { readonly t: 'unwritten'; readonly others: number }
+  | { readonly t: 'room'; readonly req: number; readonly freed: number; readonly readBytes: number; readonly othersReserved: Reserved }
+  /** The room the other workers' reservations in progress hold changed: `others` now. */
+  | { readonly t: 'reserved'; readonly others: Reserved }
   | { readonly t: 'metrics?'; readonly req: number };
 
 /** Primary → worker: a connection of the cache's port, sent alone with its socket as the message's handle (see handoff.ts). */
