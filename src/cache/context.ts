@@ -144,11 +144,13 @@ async function answerFromFill(
   // A range of a fill checked only once whole (FillHead.verified) holds its last byte back
   // to the end; a fill kept in memory only has dropped it by then: passed through instead.
   const unservableRange = head.verified && fill.memoryOnly && req.method === 'GET' && req.headers.range !== undefined;
-  if (unservableRange || (cache === 'COLLAPSED' && joins && !(await joins(head)))) {
+  const verdict = unservableRange ? false : cache === 'COLLAPSED' && joins ? await joins(head) : true;
+  if (!verdict) {
     ctx.metrics.miss(kind);
     return passthrough();
   }
   countFill(ctx, kind, cache);
+  const said: CacheStatus = verdict === 'stale' ? 'STALE' : cache;
   const whole = req.method === 'GET' ? fill.wholeBody() : undefined;
   const small = whole && (await whole);
   // A Range of a body of unknown size is answered once the fill ended (to know the size):
@@ -167,7 +169,7 @@ async function answerFromFill(
         if (fill.error) throw fill.error;
         return fill.written;
       },
-    }, { kind, cache, ageSeconds: 0, metrics: ctx.metrics });
+    }, { kind, cache: said, ageSeconds: 0, metrics: ctx.metrics });
   } finally {
     held?.release();
   }
@@ -177,9 +179,11 @@ async function answerFromFill(
  * Whether the answer a fill got may also answer a request that joined it (a mirror's
  * answer can be one client's: Set-Cookie, private, another Vary variant; a name's may be
  * older than the request, namespace.ts's nameJoins). Without one, every joiner is served by
- * the fill it joined; one refused passes through.
+ * the fill it joined; one refused passes through. 'stale': upstream could not tell whether
+ * the answer is still current; served, said STALE, as a stored copy is then.
  */
-export type JoinCheck = (head: FillHead) => boolean | Promise<boolean>;
+export type JoinCheck = (head: FillHead) => JoinVerdict | Promise<JoinVerdict>;
+type JoinVerdict = boolean | 'stale';
 
 /** How a request whose answer must be fresh for it (a mirror's, RFC 9111) uses other requests' answers. */
 export interface Freshness {

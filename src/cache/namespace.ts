@@ -242,7 +242,7 @@ export function namePath(url: string): string {
  * whole answer), as a stored copy is revalidated. A name is revalidated on every
  * request: a fill behind a slow upstream or led by a stalled worker must not hand out, for
  * as long as it runs, a version older than an upload completed before the request came.
- * Upstream failing that question: the fill's answer, as a stored copy is served then.
+ * Upstream failing that question: the fill's answer, said STALE, as a stored copy is served then.
  */
 function nameJoins(ctx: CacheContext, upath: string, fwd: HeaderMap, arrivedAt: number): JoinCheck {
   return async (head) => {
@@ -253,8 +253,9 @@ function nameJoins(ctx: CacheContext, upath: string, fwd: HeaderMap, arrivedAt: 
     try {
       now = await ctx.upstream.head(upath, { ...fwd, 'if-none-match': etag });
     } catch (err) {
-      if (err instanceof UpstreamError) return true;
-      throw err;
+      if (!(err instanceof UpstreamError)) throw err;
+      ctx.log.warn({ url: loggedPath(upath), err: err.message }, 'upstream down: serving the answer of a fill in flight');
+      return 'stale';
     }
     return now.statusCode === 304 || (now.statusCode === 200 && now.headers.etag === etag);
   };

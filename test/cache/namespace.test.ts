@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -91,10 +91,13 @@ t.test('names: revalidated each time, upstream 304 served from disk, stale when 
   t.ok(Date.now() - started < 3000, 'quickly');
 });
 
-t.test('a name\'s fill in flight is joined as it is only by requests that came before its answer; a later one asks upstream first, and never gets a version older than one uploaded before it came', async (t) => {
+/**
+ * A cache in front of an upstream that sends a 256 KiB name (ETag "v1") over about 2 s, and
+ * the request that fills it (`leader`), once the fill has its answer and takes its body.
+ */
+async function slowNameFill(t: Test): Promise<{ up: UpstreamFixture; url: string; name: string; v1: Buffer; leader: ReturnType<typeof get> }> {
   const { up, upUrl } = await startUpstream(t);
   const { url } = await startCache(t, { upstream: upUrl }, t.testdir());
-  // Its body takes about 2 s to come: the fill runs while the others come.
   const name = '/artifacts/run1/job1/big.bin';
   const v1 = randomBytes(256 * 1024);
   up.objects.set(name, { body: v1, headers: { etag: '"v1"' } });
@@ -102,6 +105,11 @@ t.test('a name\'s fill in flight is joined as it is only by requests that came b
   const leader = get(url + name);
   await eventually('the fill has its answer and is taking its body', () => up.sent(name) > 0);
   await sleep(20);
+  return { up, url, name, v1, leader };
+}
+
+t.test('a name\'s fill in flight is joined as it is only by requests that came before its answer; a later one asks upstream first, and never gets a version older than one uploaded before it came', async (t) => {
+  const { up, url, name, v1, leader } = await slowNameFill(t);
   const unchanged = get(url + name);
   await eventually('the later request asked upstream', () => up.count(name, 'HEAD') === 1);
   // Uploaded anew while the fill still runs: a request that comes now gets the new version.
@@ -131,6 +139,21 @@ t.test('a name\'s fill in flight is joined as it is only by requests that came b
   t.same(answers.map((a) => a.body.toString()), ['other', 'other', 'other']);
   t.same(answers.map((a) => a.headers['x-cache']).sort(), ['COLLAPSED', 'COLLAPSED', 'MISS'], 'one fill');
   t.same([up.count(other), up.count(other, 'HEAD')], [1, 0], 'one request upstream, no question');
+});
+
+t.test('a later request joins a name\'s fill in flight and upstream fails its question: the fill\'s answer, said STALE, as a stored copy served then is', async (t) => {
+  const { up, url, name, v1, leader } = await slowNameFill(t);
+  // Upstream cuts every question (a HEAD) from now on, as a dying origin or a broken link would.
+  up.handler = (req) => {
+    if (req.method !== 'HEAD') return false;
+    req.socket.destroy();
+    return true;
+  };
+  const joined = await get(url + name);
+  t.same([joined.status, joined.headers['x-cache'], joined.body.equals(v1)], [200, 'STALE', true], 'the fill\'s answer, said STALE: it may be older than an upload upstream could not tell of');
+  t.ok(up.count(name, 'HEAD') >= 1, 'upstream was asked first');
+  const first = await leader;
+  t.same([first.headers['x-cache'], first.body.equals(v1)], ['MISS', true], 'the fill\'s own request has its answer');
 });
 
 t.test('only-if-cached (RFC 9111 §5.2.1.7): a stored blob, else a 504; a name (revalidated before it is served) a 504; never upstream', async (t) => {
