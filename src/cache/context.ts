@@ -144,8 +144,14 @@ async function answerFromFill(
   // A range of a fill checked only once whole (FillHead.verified) holds its last byte back
   // to the end; a fill kept in memory only has dropped it by then: passed through instead.
   const unservableRange = head.verified && fill.memoryOnly && req.method === 'GET' && req.headers.range !== undefined;
-  const verdict = unservableRange ? false : cache === 'COLLAPSED' && joins ? await joins(head) : true;
+  const asks = !unservableRange && cache === 'COLLAPSED' && joins !== undefined;
+  // Held as a reader while it asks (a name's question is a round trip upstream): a fill
+  // that ends meanwhile keeps its file open for its readers only. (Released at the latest
+  // when the response closes: see readUntilClosed.)
+  const asking = asks ? readUntilClosed(fill, reply.raw) : undefined;
+  const verdict = unservableRange ? false : asks ? await joins(head) : true;
   if (!verdict) {
+    asking?.release();
     ctx.metrics.miss(kind);
     return passthrough();
   }
@@ -172,6 +178,7 @@ async function answerFromFill(
     }, { kind, cache: said, ageSeconds: 0, metrics: ctx.metrics });
   } finally {
     held?.release();
+    asking?.release();
   }
 }
 

@@ -23,11 +23,12 @@ export interface FillHead {
   /** A kept mirror answer's RFC 9111 policy (http-cache-semantics' toObject): see mirror.ts's joins. */
   readonly policy: EntryMeta['policy'];
   /**
-   * When upstream's answer came (Date.now() of the leading process: the workers of a cache
-   * share one clock): a request for a name that joins later asks whether it changed since
-   * (namespace.ts, nameJoins).
+   * When the fill asked upstream (Date.now() of the leading process: the workers of a cache
+   * share one clock): a request for a name that came later asks whether it changed since
+   * (namespace.ts, nameJoins). An upload completed between the two may not be in the
+   * answer, however late the answer came.
    */
-  readonly at: number;
+  readonly askedAt: number;
 }
 /**
  * Readers hand bytes on in windows of this size, aligned on multiples of it: a reader at

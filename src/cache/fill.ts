@@ -306,10 +306,8 @@ export class Fill extends FillProgress {
     // upstream for its part instead).
     const unkeptOnly = this.#store.isFull();
     try {
+      const askedAt = Date.now(); // (FillHead.askedAt)
       const answer = await this.#spec.request(SMALL_MAX);
-      // (FillHead.at: when the answer came, not once its file is ready: a request between the
-      // two comes after the answer, and must ask upstream before it joins, see nameJoins)
-      const answeredAt = Date.now();
       this.#answer = answer;
       const decision = this.#spec.decide(answer);
       const size = announcedLength(answer.headers);
@@ -338,7 +336,7 @@ export class Fill extends FillProgress {
       // A body whose end is the connection's may be a cut one: served, not kept (a blob's digest tells, it is).
       const uncertain = !this.#spec.verify && endsWithConnection(answer.headers);
       this.#unkept = unkeptOnly || oversize || uncertain || decision.meta === undefined;
-      const head: FillHead = { status: decision.status, headers: decision.headers, size, verified: this.#spec.verify !== undefined, policy: decision.meta?.policy, at: answeredAt };
+      const head: FillHead = { status: decision.status, headers: decision.headers, size, verified: this.#spec.verify !== undefined, policy: decision.meta?.policy, askedAt };
       this.resolveHead(head);
       if (!small) this.#tell({ head });
       if (this.#spec.verify) hash = createHash(this.#spec.verify.algo);

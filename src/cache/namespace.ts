@@ -236,17 +236,18 @@ export function namePath(url: string): string {
 
 /**
  * Whether a request for a name that came at `arrivedAt` may be served by the fill in flight
- * it joins: at once when the fill's answer came after the request (the requests of a
- * stampede); else only when upstream says the name is unchanged since that answer (a HEAD
- * with its ETag: 304, or the same ETag from an upstream that answers conditions with the
- * whole answer), as a stored copy is revalidated. A name is revalidated on every
+ * it joins: at once when the fill asked upstream after the request came; else only when
+ * upstream says the name is unchanged since that answer (a HEAD with its ETag: 304, or the
+ * same ETag from an upstream that answers conditions with the whole answer), as a stored
+ * copy is revalidated: an upload completed after the fill asked and before the request came
+ * may not be in the fill's answer, however late that came (a slow or stalled upstream). A name is revalidated on every
  * request: a fill behind a slow upstream or led by a stalled worker must not hand out, for
  * as long as it runs, a version older than an upload completed before the request came.
  * Upstream failing that question: the fill's answer, said STALE, as a stored copy is served then.
  */
 function nameJoins(ctx: CacheContext, upath: string, fwd: HeaderMap, arrivedAt: number): JoinCheck {
   return async (head) => {
-    if (head.at >= arrivedAt) return true;
+    if (head.askedAt > arrivedAt) return true;
     const etag = singleField(head.headers, 'etag');
     if (etag === undefined) return false;
     let now: AnswerHead;

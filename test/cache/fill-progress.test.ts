@@ -19,7 +19,7 @@ class Probe extends FillProgress {
   constructor() {
     super(GRACE_MS);
     this.streamFromMemory();
-    this.resolveHead({ status: 200, headers: {}, size: 1024, verified: false, policy: undefined, at: Date.now() });
+    this.resolveHead({ status: 200, headers: {}, size: 1024, verified: false, policy: undefined, askedAt: Date.now() });
     this.remember(Buffer.alloc(16));
     this.advance(16);
   }
