@@ -287,6 +287,7 @@ export interface Reserved {
  * the free-space figure's reckoning (the disk's own figure then counts what was written).
  */
 export interface Reservation {
+  readonly size: number;
   written(bytes: number): void;
   end(): void;
 }
@@ -1146,7 +1147,7 @@ export class DiskStore {
         if (this.isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.readBytes} bytes are held by bodies being read`);
         // (reckoned after the wait: reservations taken meanwhile count too)
         const short = size + FREE_MARGIN - this.#free.bytes;
-        if (short > 0 && this.#isHeldByCache(short)) {
+        if (short > 0 && this.isHeldByCache(short)) {
           const reserved = this.#reserved + this.#othersReserved.bytes;
           throw new StorageError(`no space left for ${size} bytes now: the cache's own use of the disk holds it (objects kept ${this.bytes} bytes, ${this.readBytes} being read; fills in progress ${reserved} bytes reserved)`);
         }
@@ -1172,6 +1173,7 @@ export class DiskStore {
     let left = size;
     let ended = false;
     return {
+      size,
       written: (bytes) => {
         const settled = Math.min(bytes, left);
         left -= settled;
@@ -1253,9 +1255,10 @@ export class DiskStore {
    * progress in every worker (the room they reserved, written or not). Its room comes back
    * as those end: a disk that holds the budget under many large fills at once, not a failing
    * disk, nor one that something else fills (the lack would be larger than all of these).
+   * `own`: the asking fill's reservation, not counted.
    */
-  #isHeldByCache(lacking: number): boolean {
-    return lacking <= this.bytes + this.readBytes + this.#reserved + this.#othersReserved.bytes;
+  isHeldByCache(lacking: number, own = 0): boolean {
+    return lacking <= this.bytes + this.readBytes + this.#reserved + this.#othersReserved.bytes - own;
   }
 
   /** The bytes of the bodies being read in the whole cache (in a worker, as the primary last said: see makeRoom). */

@@ -504,6 +504,31 @@ t.test('two workers, large fills in progress in both on a disk that holds the wh
   t.notMatch(cache.stderr(), /storage failure/, 'no storage failure: the room comes back as the fills end');
 });
 
+t.test('two workers, two large fills whose answers come at the same moment on a disk that holds neither beside the other: no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'same-moment-workers');
+  const { up, upUrl } = await startUpstream(t);
+  const large = [4.5, 4.5].map((n) => up.addBlob(n * MiB));
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '7MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  t.teardown(async () => {
+    await cache.stop();
+    await unmount();
+  });
+  // A connection each (the workers take them in turn); both answers held until both were
+  // asked, then let go at once: each worker reserves its room before the primary can tell it
+  // of the other's, and both write until the disk is full. The other fill holds the room:
+  // neither is a failing disk (no cool-down); what finds no room is not kept.
+  const releases = large.map((b) => up.hold(`/cas/sha256/${b.hex}`));
+  up.options.rate = 8 * MiB;
+  const got = large.map((b) => fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true }));
+  await eventually('both fills asked upstream', () => large.every((b) => up.count(`/cas/sha256/${b.hex}`) === 1), 5000);
+  for (const release of releases) release();
+  t.same((await Promise.all(got)).map((g) => [g.status, g.hash]), large.map((b) => [200, b.hex]), 'both served whole');
+  await eventually('both fills ended', async () => ((await (await request(`${cache.url}/-/stats`)).body.json()) as { inflightFills: number }).inflightFills === 0, 5000);
+  const stats = (await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { full: boolean } };
+  t.equal(stats.store.full, false, 'no cool-down');
+  t.notMatch(cache.stderr(), /storage failure/, 'no storage failure');
+});
+
 t.test('large fills in progress hold the room of a disk that holds the whole budget: a fill that finds none left passes through, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const large = [3, 3].map((n) => up.addBlob(n * MiB));
