@@ -225,13 +225,13 @@ export class Fill extends FillProgress {
       this.#reservation?.written(chunk.length);
     } catch (err) {
       // A body not kept that finds no room (one grown larger than the cache), or one whose
-      // room is held by bodies being read, says nothing of the disk, nor of the room for the
-      // objects kept: no failure, no cool-down. Any other is logged (as an error), and the
-      // disk refuses writes for a while.
+      // room is held by bodies being read or by the cache's own objects and other fills,
+      // says nothing of the disk, nor of the room for the objects kept: no failure, no
+      // cool-down. Any other is logged (as an error), and the disk refuses writes for a while.
       if (this.#unkept && (err as NodeJS.ErrnoException).code === 'ENOSPC') {
         this.#log.info({ id: this.#spec.id, at: position }, 'a body not kept filled the disk: its fill goes on from memory');
       } else if (err instanceof StorageError) {
-        this.#log.info({ id: this.#spec.id, at: position }, 'the room a body of unknown length lacks is held by bodies being read: its fill goes on from memory, not kept');
+        this.#log.info({ id: this.#spec.id, at: position, reason: err.message }, 'a body that finds no room left on the disk: its fill goes on from memory, not kept');
       } else {
         this.#store.storageFailure(err);
         this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');
@@ -399,7 +399,7 @@ export class Fill extends FillProgress {
           // A body not stored (see CommitOutcome) gives its claim up, as an answer not kept does.
           // A small one is not kept in memory here: its first hit reads it (DiskStore.smallHit).
           if (body) {
-            committed = this.#store.commitSmall(this.#spec.id, body, meta, this.#claim) === 'stored';
+            committed = this.#store.commitSmall(this.#spec.id, body, meta, this.#claim, this.#reservation?.size) === 'stored';
           } else {
             committed = (await this.#store.commit(this.#spec.id, tmp!, meta, this.#claim)) === 'stored';
           }

@@ -574,6 +574,35 @@ t.test('the objects kept and a fill in progress, written in part, hold the room 
   t.same([...kept, filling, large].map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true, true, false], 'the objects kept and the fill kept; the large one passed through');
 });
 
+t.test('a small body whose commit finds the disk full while the cache holds objects: not kept, no storage failure; the reservations after it evict to make room', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const kept = [1, 1, 1, 1, 1].map(() => up.addBlob(MiB));
+  const small = [1, 2, 3].map(() => up.addBlob(4096));
+  const { app, url } = await cacheOnTmpfs(t, 'commit-full', upUrl);
+  for (const b of kept) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  // Something fills the rest of the disk; the free-space figure a small reservation takes
+  // (up to a second old) still shows room: the body's commit meets a full disk.
+  const filler = path.join(app.cache.store.dir, 'filler');
+  t.teardown(() => rmSync(filler, { force: true }));
+  t.equal(fillUp(filler).code, 'ENOSPC', 'the rest of the disk taken');
+  const first = await fetchHash(`${url}/cas/sha256/${small[0]!.hex}`);
+  await app.cache.fills.drain();
+  t.same([first.status, first.hash], [200, small[0]!.hex], 'served');
+  t.notOk(app.cache.store.has(casId({ algo: 'sha256', hex: small[0]!.hex })), 'not kept');
+  t.equal(app.cache.store.failures, 0, 'no storage failure: the disk holds what the cache keeps');
+  t.notOk(app.cache.store.isFull(), 'no cool-down');
+  // Once the figure is a second old, reservations read the disk again: the least recently used make room.
+  await sleep(1100);
+  for (const b of small.slice(1)) {
+    t.same((await fetchHash(`${url}/cas/sha256/${b.hex}`)).hash, b.hex);
+    await app.cache.fills.drain();
+  }
+  t.ok(app.cache.store.has(casId({ algo: 'sha256', hex: small[2]!.hex })), 'the last one kept');
+  t.ok(app.cache.store.evicted.objects >= 1, `room made by evicting (${app.cache.store.evicted.objects})`);
+  t.equal(app.cache.store.failures, 0, 'still no storage failure');
+});
+
 t.test('fills that make room at the same moment evict no more than they need between them: as many as the same fills one after another', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const stored = Array.from({ length: 6 }, () => up.addBlob(MiB));
