@@ -344,7 +344,7 @@ export class DiskStore {
    * free-space figures count it too.
    */
   #unwritten = 0;
-  /** The bytes of the reservations in progress in this process, written or not (see #isHeldByCache). */
+  /** The bytes of the reservations in progress in this process, written or not (see isHeldByCache). */
   #reserved = 0;
   #freeRefresh: Promise<void> | undefined;
   /** The reservations making room, one after another (see #makeRoomFor). */
