@@ -577,7 +577,7 @@ t.test('the objects kept and a fill in progress, written in part, hold the room 
 t.test('a small body whose commit finds the disk full while the cache holds objects: not kept, no storage failure; the reservations after it evict to make room', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const kept = [1, 1, 1, 1, 1].map(() => up.addBlob(MiB));
-  const small = [1, 2, 3].map(() => up.addBlob(4096));
+  const small = Array.from({ length: 8 }, () => up.addBlob(4096));
   const { app, url } = await cacheOnTmpfs(t, 'commit-full', upUrl);
   for (const b of kept) await fetchHash(`${url}/cas/sha256/${b.hex}`);
   await app.cache.fills.drain();
@@ -592,13 +592,21 @@ t.test('a small body whose commit finds the disk full while the cache holds obje
   t.notOk(app.cache.store.has(casId({ algo: 'sha256', hex: small[0]!.hex })), 'not kept');
   t.equal(app.cache.store.failures, 0, 'no storage failure: the disk holds what the cache keeps');
   t.notOk(app.cache.store.isFull(), 'no cool-down');
-  // Once the figure is a second old, reservations read the disk again: the least recently used make room.
+  // Once the figure is a second old, a reservation reads the disk again (in the background,
+  // the one that finds it old taking the old figure): the least recently used make room.
   await sleep(1100);
+  const isKept = (hex: string): boolean => app.cache.store.has(casId({ algo: 'sha256', hex }));
+  let keptOne: string | undefined;
   for (const b of small.slice(1)) {
-    t.same((await fetchHash(`${url}/cas/sha256/${b.hex}`)).hash, b.hex);
+    t.equal((await fetchHash(`${url}/cas/sha256/${b.hex}`)).hash, b.hex, 'served');
     await app.cache.fills.drain();
+    if (isKept(b.hex)) {
+      keptOne = b.hex;
+      break;
+    }
+    await sleep(100);
   }
-  t.ok(app.cache.store.has(casId({ algo: 'sha256', hex: small[2]!.hex })), 'the last one kept');
+  t.ok(keptOne, 'a small body kept again');
   t.ok(app.cache.store.evicted.objects >= 1, `room made by evicting (${app.cache.store.evicted.objects})`);
   t.equal(app.cache.store.failures, 0, 'still no storage failure');
 });
