@@ -149,7 +149,7 @@ async function answerFromFill(
   // that ends meanwhile keeps its file open for its readers only. (Released at the latest
   // when the response closes: see readUntilClosed.)
   const asking = asks ? readUntilClosed(fill, reply.raw) : undefined;
-  const verdict = unservableRange ? false : asks ? await joins(head) : true;
+  const verdict = asks ? await joins(head) : !unservableRange;
   if (!verdict) {
     asking?.release();
     ctx.metrics.miss(kind);

@@ -1144,7 +1144,7 @@ export class DiskStore {
       if (lacking > 0) {
         const freed = await this.makeRoom(lacking, true);
         this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
-        if (this.isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.readBytes} bytes are held by bodies being read`);
+        if (this.#isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.readBytes} bytes are held by bodies being read`);
         // (reckoned after the wait: reservations taken meanwhile count too)
         const short = size + FREE_MARGIN - this.#free.bytes;
         if (short > 0 && this.isHeldByCache(short)) {
@@ -1244,7 +1244,7 @@ export class DiskStore {
    * read: they come back when those are closed. The fill is then passed through, and the
    * disk is not failing (no cool-down for every fill).
    */
-  isHeldByReaders(lacking: number, freed: number): boolean {
+  #isHeldByReaders(lacking: number, freed: number): boolean {
     return freed < lacking && lacking <= freed + this.readBytes;
   }
 

@@ -215,10 +215,9 @@ export class Fill extends FillProgress {
           if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || this.#unkept) throw err;
           const step = this.#roomStep(position + off, chunk.length - off);
           if ((await this.#store.makeRoom(step)) > 0) continue;
-          if (this.#store.isHeldByReaders(step, 0)) throw new StorageError(`no space left for the body, ${position + off} bytes into it: the room is held by bodies being read`);
-          // Taken by another fill (two workers that reserved at the same moment, a body of
-          // unknown length): the cache's own use of the disk, not a failing disk.
-          if (this.#store.isHeldByCache(step, this.#reservation?.size)) throw new StorageError(`no space left for the body, ${position + off} bytes into it: the cache's own objects and other fills in progress hold the room`);
+          // Held by bodies being read, or taken by another fill (two workers that reserved at the
+          // same moment, a body of unknown length): the cache's own use of the disk, not a failing disk.
+          if (this.#store.isHeldByCache(step, this.#reservation?.size)) throw new StorageError(`no space left for the body, ${position + off} bytes into it: the room is held by the cache's own use of the disk (bodies being read, objects kept, other fills in progress)`);
           throw err;
         }
       }

@@ -239,11 +239,11 @@ export function namePath(url: string): string {
  * it joins: at once when the fill asked upstream after the request came; else only when
  * upstream says the name is unchanged since that answer (a HEAD with its ETag: 304, or the
  * same ETag from an upstream that answers conditions with the whole answer), as a stored
- * copy is revalidated: an upload completed after the fill asked and before the request came
- * may not be in the fill's answer, however late that came (a slow or stalled upstream). A name is revalidated on every
- * request: a fill behind a slow upstream or led by a stalled worker must not hand out, for
- * as long as it runs, a version older than an upload completed before the request came.
- * Upstream failing that question: the fill's answer, said STALE, as a stored copy is served then.
+ * copy is revalidated. A name is revalidated on every request: a fill that asked before an
+ * upload completed, behind a slow upstream or led by a stalled worker, must not hand out a
+ * version older than an upload completed before the request came, however late its answer
+ * came. Upstream failing that question: the fill's answer, said STALE, as a stored copy is
+ * served then.
  */
 function nameJoins(ctx: CacheContext, upath: string, fwd: HeaderMap, arrivedAt: number): JoinCheck {
   return async (head) => {
