@@ -1188,6 +1188,33 @@ export class DiskStore {
     };
   }
 
+  /**
+   * The room a body of unknown length holds as it is written: nothing is taken ahead (its
+   * writes make room when they find the disk full), but what it wrote counts as the cache's
+   * own use of the disk (isHeldByCache, in every worker) until it ends, as a reservation's
+   * does; its `size` is what it wrote so far. Uncounted, a large one being written read as
+   * a disk something else fills: the next fill lacking room took it for a storage failure.
+   */
+  holdAsWritten(): Reservation {
+    let held = 0;
+    let ended = false;
+    return {
+      get size() {
+        return held;
+      },
+      written: (bytes) => {
+        if (ended) return;
+        held += bytes;
+        this.#reckon(bytes, 0);
+      },
+      end: () => {
+        if (ended) return;
+        ended = true;
+        this.#reckon(-held, 0);
+      },
+    };
+  }
+
   /** The reservations in progress changed by `bytes` in all, `unwritten` of them not written yet. */
   #reckon(bytes: number, unwritten: number): void {
     this.#reserved += bytes;
@@ -1252,7 +1279,8 @@ export class DiskStore {
    * Whether the cache's own use of the disk holds the `lacking` bytes that evicting did not
    * make: the objects kept (too few to make it all: makeRoom's `whole`), the bodies being read
    * (an evicted file keeps its room until its last reader closes it) and the fills in
-   * progress in every worker (the room they reserved, written or not). Its room comes back
+   * progress in every worker (the room they reserved, written or not; what a body of unknown
+   * length wrote: holdAsWritten). Its room comes back
    * as those end: a disk that holds the budget under many large fills at once, not a failing
    * disk, nor one that something else fills (the lack would be larger than all of these).
    * `own`: the asking fill's reservation, not counted.

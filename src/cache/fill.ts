@@ -130,7 +130,7 @@ export class Fill extends FillProgress {
   #answer: UpstreamAnswer | undefined;
   /** The body will not be kept: the fill stops once it has no reader left (see unread). */
   #unkept = false;
-  /** The room reserved for the body (DiskStore.reserve): told of each write, and of the end. */
+  /** The room reserved for the body (DiskStore.reserve; holdAsWritten for one of unknown length): told of each write, and of the end. */
   #reservation: Reservation | undefined;
 
   constructor(store: DiskStore, log: Logger, spec: FillSpec, hooks: FillHooks = {}, unreadGraceMs?: number) {
@@ -322,6 +322,8 @@ export class Fill extends FillProgress {
       const small = answer.whole !== undefined || (size !== undefined && size <= SMALL_MAX);
       if (size !== undefined && !unkeptOnly) {
         this.#reservation = await this.#store.reserve(size, { unkept: oversize });
+      } else if (!small && !unkeptOnly) {
+        this.#reservation = this.#store.holdAsWritten();
       }
       let body: Buffer | undefined;
       if (!small && unkeptOnly) {

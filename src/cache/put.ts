@@ -154,7 +154,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   };
   const open = async (): Promise<TeeCopy | undefined> => {
     try {
-      if (declared !== undefined) reservation = await ctx.store.reserve(declared, { evict: false });
+      reservation = declared !== undefined ? await ctx.store.reserve(declared, { evict: false }) : ctx.store.holdAsWritten();
       return { ...(await ctx.store.createTemp()), maxSize: declared ?? ctx.store.maxSize, written: (bytes) => reservation?.written(bytes), failed };
     } catch {
       return undefined; // refused (logged as the store's failure when it is one): forwarded only

@@ -549,29 +549,54 @@ t.test('large fills in progress hold the room of a disk that holds the whole bud
   t.same(large.map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true], 'and kept');
 });
 
-t.test('the objects kept and a fill in progress, written in part, hold the room together, and evicting the objects would not make it: a large fill passes through, evicting nothing, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+/** 64 KiB chunks of `body` at `rate` bytes per second. */
+async function* paced(body: Buffer, rate: number): AsyncGenerator<Buffer> {
+  const chunk = 64 * 1024;
+  const start = Date.now();
+  for (let off = 0; off < body.length; off += chunk) {
+    yield body.subarray(off, off + chunk);
+    await sleep(Math.max(0, start + ((off + chunk) / rate) * 1000 - Date.now()));
+  }
+}
+
+// A body of unknown length (a fill's, a PUT's copy) holds what it wrote so far, nothing
+// reserved ahead: about 2 MiB here, and the lack about 1 MiB more than that; beside the 2 MiB
+// kept, it still explains it.
+for (const kind of ['fill', 'fill of unknown length', 'PUT of unknown length'] as const) t.test(`the objects kept and a ${kind} in progress, written in part, hold the room together, and evicting the objects would not make it: a large fill passes through, evicting nothing, with no storage failure`, { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
+  up.putCacheControl = 'public, max-age=31536000, immutable'; // what a PUT's answer says of a public blob: kept
   const kept = [1, 1].map(() => up.addBlob(MiB));
-  const filling = up.addBlob(3 * MiB);
+  const filling = kind === 'PUT of unknown length' ? randomBlob(3 * MiB) : up.addBlob(3 * MiB, undefined, kind === 'fill of unknown length');
   const large = up.addBlob(6 * MiB);
-  const { app, url } = await cacheOnTmpfs(t, 'held-by-kept-and-fills', upUrl);
+  const { app, url } = await cacheOnTmpfs(t, `held-by-kept-and-${kind.replaceAll(' ', '-')}`, upUrl);
   for (const b of kept) await fetchHash(`${url}/cas/sha256/${b.hex}`);
   await app.cache.fills.drain();
   // The 3 MiB body over about a second and a half; the large one asks when it has written
   // about 2 MiB. The 8 MiB disk lacks about 4 MiB for it: more than the objects kept would
   // give back (2), than the fill has left to write (1), than both; not more than all the
   // cache's own use of the disk. Not a failing disk.
-  up.options.rate = 2 * MiB;
-  const first = fetchHash(`${url}/cas/sha256/${filling.hex}`);
+  const rate = 2 * MiB;
+  let first: Promise<{ status: number; hash: string }>;
+  if (kind === 'PUT of unknown length') {
+    const put = request(`${url}/cas/sha256/${filling.hex}`, { method: 'PUT', body: Readable.from(paced(filling.body, rate)), headers: { authorization: 'Bearer w' } });
+    first = put.then(async (res) => {
+      await res.body.dump();
+      return { status: res.statusCode, hash: sha256(up.puts.get(`/cas/sha256/${filling.hex}`) ?? Buffer.alloc(0)) };
+    });
+  } else {
+    up.options.rate = rate;
+    first = fetchHash(`${url}/cas/sha256/${filling.hex}`);
+  }
   await sleep(1000);
+  up.options.rate = undefined;
   const passed = await fetchHash(`${url}/cas/sha256/${large.hex}`);
   t.same([passed.status, passed.hash], [200, large.hex], 'the large one served');
   t.equal(app.cache.store.failures, 0, 'no storage failure');
   t.notOk(app.cache.store.isFull(), 'no cool-down for every fill');
   const got = await first;
   await app.cache.fills.drain();
-  t.same([got.status, got.hash], [200, filling.hex], 'the fill in progress served');
-  t.same([...kept, filling, large].map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true, true, false], 'the objects kept and the fill kept; the large one passed through');
+  t.same([got.status, got.hash], [kind === 'PUT of unknown length' ? 201 : 200, filling.hex], `the ${kind} in progress done`);
+  t.same([...kept, filling, large].map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true, true, false], `the objects kept and the ${kind}'s kept; the large one passed through`);
 });
 
 t.test('a small body whose commit finds the disk full while the cache holds objects: not kept, no storage failure; the reservations after it evict to make room', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {

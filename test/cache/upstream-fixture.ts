@@ -9,6 +9,8 @@ interface Obj {
   body: Buffer;
   headers?: Record<string, string>;
   status?: number;
+  /** Sent without Content-Length (chunked): a body of unknown length. */
+  lengthUnstated?: boolean;
 }
 
 interface FixtureOptions {
@@ -62,13 +64,13 @@ export class UpstreamFixture {
   }
 
   /** Adds a random blob under /cas/sha256/<hex> and /sha256/<hex>; returns its hex digest. */
-  addBlob(size: number, headers?: Record<string, string>): { hex: string; body: Buffer } {
-    return this.serveBlob(randomBlob(size), headers);
+  addBlob(size: number, headers?: Record<string, string>, lengthUnstated = false): { hex: string; body: Buffer } {
+    return this.serveBlob(randomBlob(size), headers, lengthUnstated);
   }
 
   /** Serves `blob` as addBlob does: one made once for the tests of a file (each with an upstream of its own). */
-  serveBlob({ hex, body }: { hex: string; body: Buffer }, headers?: Record<string, string>): { hex: string; body: Buffer } {
-    const obj = { body, headers: { etag: `"sha256:${hex}"`, ...headers } };
+  serveBlob({ hex, body }: { hex: string; body: Buffer }, headers?: Record<string, string>, lengthUnstated = false): { hex: string; body: Buffer } {
+    const obj = { body, headers: { etag: `"sha256:${hex}"`, ...headers }, lengthUnstated };
     this.objects.set(`/cas/sha256/${hex}`, obj);
     this.objects.set(`/sha256/${hex}`, obj);
     return { hex, body };
@@ -115,7 +117,8 @@ export class UpstreamFixture {
       res.writeHead(304, { etag: obj.headers.etag, ...pick(obj.headers, 'cache-control') }).end();
       return;
     }
-    res.writeHead(obj.status ?? 200, { 'content-type': 'application/octet-stream', 'content-length': String(obj.body.length), ...obj.headers });
+    const length = obj.lengthUnstated ? {} : { 'content-length': String(obj.body.length) };
+    res.writeHead(obj.status ?? 200, { 'content-type': 'application/octet-stream', ...length, ...obj.headers });
     if (req.method === 'HEAD') return void res.end();
     res.on('close', () => this.closes.set(req.url ?? '', { at: Date.now(), cut: !res.writableFinished }));
     const dieAfter = this.options.dieAfter;
