@@ -292,6 +292,12 @@ export interface Reservation {
   end(): void;
 }
 
+/**
+ * What the cache was doing with its disk when the disk failed: named in the log line of a
+ * storage failure (`during`), for whoever reads it to tell a fill's write from a commit's.
+ */
+export type DiskTask = 'claim' | 'temp-file' | 'free-space' | 'reservation' | 'fill-write' | 'upload-copy' | 'commit';
+
 /** What the index evicted since start (the least recently used, over the budget or to make room). */
 export interface Evicted {
   readonly objects: number;
@@ -504,7 +510,7 @@ export class DiskStore {
       fd = openSync(p, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, inPlace ? CLAIMED_MODE : BODY_MODE);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
-      throw this.storageFailure(err);
+      throw this.storageFailure(err, 'claim');
     }
     // (A claim under the blob's own name holds no body: a large one is written to tmp/.)
     if (!this.#peer || inPlace) return { path: p, inPlace, fd };
@@ -514,7 +520,7 @@ export class DiskStore {
     } catch (err) {
       closeSync(fd);
       rmSync(p, { force: true });
-      throw this.storageFailure(err);
+      throw this.storageFailure(err, 'claim');
     }
     return { path: p, inPlace, fd, owner };
   }
@@ -554,7 +560,7 @@ export class DiskStore {
       const st = statSync(claim.path, { throwIfNoEntry: false });
       if (st && (ino === undefined || st.ino === ino) && !(claim.inPlace && isComplete(st))) rmSync(claim.path, { force: true });
     } catch (err) {
-      this.storageFailure(err);
+      this.storageFailure(err, 'claim');
     }
   }
 
@@ -1067,7 +1073,7 @@ export class DiskStore {
    * the cache passes requests through for a while); the next start clears the tmp directory.
    */
   async discardTemp(file: string): Promise<void> {
-    await rm(file, { force: true }).catch((err: unknown) => void this.storageFailure(err));
+    await rm(file, { force: true }).catch((err: unknown) => void this.storageFailure(err, 'temp-file'));
   }
 
   /**
@@ -1088,7 +1094,7 @@ export class DiskStore {
       // claim taken for an orphan's and claimed anew meanwhile) would get two fills' bytes.
       fh = claim.ino === undefined ? await open(claim.path, 'r+') : await openIfInode(claim.path, 'r+', claim.ino);
     } catch (err) {
-      throw this.storageFailure(err);
+      throw this.storageFailure(err, 'claim');
     }
     if (!fh) throw new StorageError('the claim of this fill is no longer its file (taken for an orphan\'s): nothing is written');
     return { path: claim.path, fh };
@@ -1101,7 +1107,7 @@ export class DiskStore {
     try {
       return { path: p, fh: await open(p, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY, 0o644) };
     } catch (err) {
-      throw this.storageFailure(err);
+      throw this.storageFailure(err, 'temp-file');
     }
   }
 
@@ -1123,7 +1129,7 @@ export class DiskStore {
     const stale = this.#free.at !== 0 && Date.now() - this.#free.at > this.#statfsMaxAgeMs;
     // A figure is awaited when there is none yet, and before a refusal on an old one: nothing
     // reserves during a cool-down, and the space freed meanwhile would start another one.
-    if (this.#free.at === 0 || (stale && this.#free.bytes < size + FREE_MARGIN)) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err); });
+    if (this.#free.at === 0 || (stale && this.#free.bytes < size + FREE_MARGIN)) await this.#refreshFree().catch((err: unknown) => { throw this.storageFailure(err, 'free-space'); });
     else if (stale) void this.#refreshFree().catch(() => undefined);
     // A disk that holds the whole budget (a size limit set close to the filesystem's size)
     // has no room for a large object until the index evicts at its commit: the least
@@ -1166,7 +1172,7 @@ export class DiskStore {
     if (this.#free.bytes < size + FREE_MARGIN) {
       // what holds the disk, for whoever reads the log: the objects kept (those being read among them), the fills to come
       const refusal = `no space left for ${size} bytes (${this.#free.bytes} free; the cache holds ${this.bytes}, ${this.readBytes} of them being read; ${this.#reserved + this.#othersReserved.bytes} reserved by fills in progress, ${this.#unwritten + this.#othersReserved.unwritten} of them not written yet)`;
-      throw lackIsFailure ? this.storageFailure(new Error(refusal)) : new StorageError(refusal);
+      throw lackIsFailure ? this.storageFailure(new Error(refusal), 'reservation') : new StorageError(refusal);
     }
     this.#free.bytes -= size;
     this.#reckon(size, size);
@@ -1306,7 +1312,7 @@ export class DiskStore {
     try {
       this.#free = this.#freeFrom(statfsSync(this.dir));
     } catch (err) {
-      throw this.storageFailure(err);
+      throw this.storageFailure(err, 'free-space');
     }
   }
 
@@ -1321,24 +1327,24 @@ export class DiskStore {
   }
 
   /**
-   * The error for a write of `needed` bytes that failed: no room (ENOSPC) that the cache's
+   * The error for a commit's write of `needed` bytes that failed: no room (ENOSPC) that the cache's
    * own use of the disk holds beyond the writer's `own` reservation (see isHeldByCache) is
    * only that: the body is not kept, and the reservations to come make room by evicting.
    * Anything else (or a disk that something else fills) is a storage failure.
    */
   writeRefused(err: unknown, needed: number, own = 0): StorageError {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || !this.isHeldByCache(needed, own)) return this.storageFailure(err);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || !this.isHeldByCache(needed, own)) return this.storageFailure(err, 'commit');
     this.#log.info({ dir: this.dir, needed }, 'no room left on the disk, held by what the cache keeps and fills: a body not kept');
     return new StorageError(`no space left for ${needed} bytes: the cache's own use of the disk holds it`);
   }
 
   /** Logs a storage failure, starts the passthrough cool-down, and returns the StorageError to throw. */
-  storageFailure(err: unknown): StorageError {
+  storageFailure(err: unknown, during: DiskTask): StorageError {
     const message = errorMessage(err);
     if (err instanceof StorageError) return err;
     this.#fullUntil = Date.now() + FULL_COOLDOWN_MS;
     this.#failures++;
-    this.#log.error({ err: message, dir: this.dir }, 'cache storage failure: passing requests through for 30s');
+    this.#log.error({ err: message, dir: this.dir, during }, 'cache storage failure: passing requests through for 30s');
     return new StorageError(`cache storage failure: ${message}`, { cause: err });
   }
 
@@ -1525,7 +1531,7 @@ export class DiskStore {
       try {
         for (const file of this.#entryFiles(id)) rmSync(file, { force: true });
       } catch (err) {
-        this.storageFailure(err); // left on disk, counted by nothing: the next start drops or indexes it
+        this.storageFailure(err, 'commit'); // left on disk, counted by nothing: the next start drops or indexes it
       }
       return 'larger-than-cache';
     }

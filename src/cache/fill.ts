@@ -232,7 +232,7 @@ export class Fill extends FillProgress {
       } else if (err instanceof StorageError) {
         this.#log.info({ id: this.#spec.id, at: position, reason: err.message }, 'a body that finds no room left on the disk: its fill goes on from memory, not kept');
       } else {
-        this.#store.storageFailure(err);
+        this.#store.storageFailure(err, 'fill-write');
         this.#log.warn({ id: this.#spec.id, at: position }, 'the disk failed mid-fill: the fill goes on from memory, not kept');
       }
       this.stopFile();

@@ -150,7 +150,7 @@ async function forwardPut(ctx: CacheContext, req: FastifyRequest, reply: Fastify
   // A copy that finds no room (a body of unknown length: nothing reserved) is only forwarded,
   // as one reserve refused: no storage failure, whose cool-down would stop every fill.
   const failed = (err: unknown): void => {
-    if (!isNoRoom(err)) ctx.store.storageFailure(err);
+    if (!isNoRoom(err)) ctx.store.storageFailure(err, 'upload-copy');
   };
   const open = async (): Promise<TeeCopy | undefined> => {
     try {
@@ -250,7 +250,7 @@ async function keep(
     ctx.log.debug({ kind, url: loggedPath(upath), size: tee.size, outcome }, 'kept uploaded object');
     return true;
   } catch (err) {
-    ctx.store.storageFailure(err);
+    ctx.store.storageFailure(err, 'commit');
     return false;
   }
 }

@@ -98,6 +98,7 @@ t.test('full disk: passthrough, logged error, no crash', { skip: isRoot ? false 
   t.equal(a.hash, big.hex, 'the object larger than the disk is passed through whole');
   t.equal(up.count(`/cas/sha256/${big.hex}`), 1, 'upstream asked once: the refused fill\'s answer is what is passed through');
   t.ok(logs.some((l) => /no space left|storage failure/.test(l)), 'an error was logged');
+  t.same(logs.map((l) => (JSON.parse(l) as { during?: string }).during), ['reservation'], 'naming what met it: the room taken for the body');
   t.same(await diskMetrics(), ['fleetcache_cache_disk_refusing 1', 'fleetcache_cache_storage_failures_total 1'], 'metrics: the disk refuses writes, after one failure');
   t.equal(app.cache.store.count, 0, 'nothing kept');
   const b = await get(small.hex);
@@ -229,6 +230,7 @@ t.test('the disk fills up mid-fill: its waiters still get the whole body, nothin
   t.equal(fillUp(filler).code, 'ENOSPC', 'something else took the rest of the filesystem');
   opens[0]!();
   await eventually('the fill\'s next write failed, logged', () => logs.some((l) => /storage failure/.test(l)));
+  t.ok(logs.some((l) => (JSON.parse(l) as { during?: string }).during === 'fill-write'), 'naming what met it: the fill\'s write');
   // A request now does not join the fill whose file stopped: it is served by a fill of its own.
   const late = await get();
   t.same([late.status, late.hash, late.xcache], [200, blob.hex, 'MISS'], 'a request after the failure: served whole by a fill of its own');

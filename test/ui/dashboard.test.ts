@@ -169,7 +169,7 @@ t.test('in Chromium, origin and cache figures match /-/stats', { skip: existsSyn
     t.equal(Number(await value(page, 'disk')), store.bytes);
     t.equal(await page.getByTestId('disk').textContent(), `${formatBytes(store.bytes)} of ${formatBytes(store.maxSize)}`);
     t.equal(await value(page, 'disk', 'full'), 'false');
-    cache.cache.store.storageFailure(new Error('ENOSPC: no space left on device (the test)'));
+    cache.cache.store.storageFailure(new Error('ENOSPC: no space left on device (the test)'), 'fill-write');
     await eventually('the page shows the disk full', async () => (await value(page, 'disk', 'full')) === 'true', 5000);
     t.equal(await page.getByTestId('disk').textContent(), `${formatBytes(store.bytes)} of ${formatBytes(store.maxSize)}, refusing writes`);
     // An eviction (the least recently used, as for a fill that needs the room) shows up too.
