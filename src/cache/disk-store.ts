@@ -296,7 +296,7 @@ export interface Reservation {
  * What the cache was doing with its disk when the disk failed: named in the log line of a
  * storage failure (`during`), for whoever reads it to tell a fill's write from a commit's.
  */
-export type DiskTask = 'claim' | 'temp-file' | 'free-space' | 'reservation' | 'fill-write' | 'upload-copy' | 'commit';
+type DiskTask = 'claim' | 'temp-file' | 'free-space' | 'reservation' | 'fill-write' | 'upload-copy' | 'commit';
 
 /** What the index evicted since start (the least recently used, over the budget or to make room). */
 export interface Evicted {
