@@ -15,6 +15,8 @@ export interface AnswerHead {
   readonly headers: IncomingHttpHeaders;
   /** The URL upstream redirected to, when this is its answer (see Upstream.fetch), not upstream's own. */
   readonly redirected?: string;
+  /** When the request it answers was sent, where its age counts from then (a mirror's: agedFromRequest). */
+  readonly sentAt?: number;
 }
 
 /** A head and its body: gathered whole (`whole`), or as a stream (`body`). */

@@ -84,7 +84,7 @@ const BODY_FIELDS = new Set(['content-length', 'content-encoding', 'transfer-enc
  * would keep) refreshes nothing, and the policy is rebuilt on the request it was stored
  * for, not on this one (an Authorization here would make it no one else's).
  */
-function refreshedPolicy(policy: CachePolicy, policyReq: CachePolicy.Request, notModified: CachePolicy.Headers): CachePolicy | undefined {
+function refreshedPolicy(policy: CachePolicy, policyReq: CachePolicy.Request, notModified: CachePolicy.Headers, sentAt: number): CachePolicy | undefined {
   const stored = policy.toObject() as { resh: CachePolicy.Headers; st: number; reqh: CachePolicy.Headers | null };
   if (strongTagDiffers(stored.resh.etag, notModified.etag)) return undefined;
   const outcome = policy.revalidatedPolicy(policyReq, { status: 304, headers: notModified });
@@ -92,7 +92,18 @@ function refreshedPolicy(policy: CachePolicy, policyReq: CachePolicy.Request, no
   const headers: CachePolicy.Headers = { ...stored.resh };
   for (const [k, v] of Object.entries(notModified)) if (!BODY_FIELDS.has(k) && k !== 'set-cookie') headers[k] = v;
   if (varyFields(headers).some((field) => SECRET_FIELDS.has(field))) return undefined;
-  return new CachePolicy({ ...policyReq, headers: stored.reqh ?? {} }, { status: stored.st, headers }, { shared: true });
+  return agedFromRequest(new CachePolicy({ ...policyReq, headers: stored.reqh ?? {} }, { status: stored.st, headers }, { shared: true }), sentAt);
+}
+
+/**
+ * `policy` with its answer's age counted from `sentAt`, when the request it answers was sent
+ * (RFC 9111 §4.2.3: the response delay is part of its age), not from when the answer came,
+ * as http-cache-semantics counts it. An answer that took seconds to come (an upstream slow
+ * to answer, a worker that did not run meanwhile) was fresh for its whole max-age after it
+ * came: served as fresh while upstream may have replaced it since it answered.
+ */
+function agedFromRequest(policy: CachePolicy, sentAt: number | undefined): CachePolicy {
+  return sentAt === undefined ? policy : CachePolicy.fromObject({ ...policy.toObject(), t: sentAt });
 }
 
 /**
@@ -256,7 +267,7 @@ type Adjust = <Fields extends AnswerFields>(headers: Fields) => Fields;
 function decide(policyReq: CachePolicy.Request, key: string, adjust: Adjust) {
   return (res: AnswerHead): FillDecision => {
     const resHeaders = policyHeaders(res.headers);
-    const policy = new CachePolicy(policyReq, { status: res.statusCode, headers: resHeaders }, { shared: true });
+    const policy = agedFromRequest(new CachePolicy(policyReq, { status: res.statusCode, headers: resHeaders }, { shared: true }), res.sentAt);
     const { 'content-length': _length, ...fields } = answerFields(policy);
     // An answer that sets a cookie is one client's, even marked public (which http-cache-semantics
     // would keep): nginx and Varnish do not keep it either.
@@ -319,9 +330,14 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   // A stored answer's fields come from its policy, as upstream sent them: adjusted as its first client got them.
   const replayed = (headers: CachePolicy.Headers): HeaderMap => adjust(withoutLength(headers));
 
+  // (an answer not stamped yet is one asked now: see agedFromRequest)
   const fillSpec = (request: (gatherUpTo: number) => Promise<UpstreamAnswer>): FillSpec => ({
     id,
-    request,
+    request: async (gatherUpTo) => {
+      const sentAt = Date.now();
+      const answer = await request(gatherUpTo);
+      return answer.sentAt === undefined ? { ...answer, sentAt } : answer;
+    },
     decide: decide(policyReq, cacheKey, adjust),
     onUpstreamBytes: (n) => ctx.metrics.upstream(kind, n),
   });
@@ -373,6 +389,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
   if (!revalidate) return fillOnce(ctx, req, reply, kind, fillKey(), fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct, true, freshness);
   let res: Dispatcher.ResponseData | undefined;
   let failure: unknown;
+  const sentAt = Date.now();
   try {
     res = await upstream.request(upath, { method: 'GET', headers: revalidate ?? fwd });
   } catch (err) {
@@ -382,7 +399,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     // A 304 that matches the stored response, or an error that stale-if-error covers, keeps the stored body.
     const status = res?.statusCode ?? 502;
     let kept: CachePolicy | undefined;
-    if (status === 304) kept = refreshedPolicy(policy, policyReq, policyHeaders(res!.headers));
+    if (status === 304) kept = refreshedPolicy(policy, policyReq, policyHeaders(res!.headers), sentAt);
     else if (status >= 500 && mayServeStale(policy, policyReq)) {
       const outcome = policy.revalidatedPolicy(policyReq, { status, headers: res ? policyHeaders(res.headers) : {} });
       if (!outcome.modified) kept = outcome.policy;
@@ -408,7 +425,7 @@ async function getMirror(ctx: CacheContext, req: FastifyRequest<{ Params: { name
     ctx.store.delete(id);
     return fillOnce(ctx, req, reply, kind, fillKey(), fillSpec((gatherUpTo) => upstream.fetch(upath, fwd, gatherUpTo)), direct, true, freshness);
   }
-  const response = res;
+  const response = { ...res, sentAt };
   // A changed entry: this request's answer replaces it (others revalidate on their own).
   return serveFill(ctx, req, reply, kind, ctx.fills.start(fillKey(), fillSpec(() => Promise.resolve(response))), 'MISS', direct);
 }
@@ -444,17 +461,18 @@ function revalidateInBackground(ctx: CacheContext, upstream: Upstream, s: Stale,
   if (pending.has(s.id) || ctx.fills.get(s.key)) return;
   pending.add(s.id);
   const run = async (): Promise<void> => {
+    const sentAt = Date.now();
     const res = await upstream.request(s.upath, { method: 'GET', headers: s.conditional });
     if (res.statusCode === 304 || res.statusCode >= 500) {
       await dumpCounted(res, (n) => ctx.metrics.upstream(s.kind, n));
-      const kept = res.statusCode === 304 ? refreshedPolicy(s.policy, s.policyReq, policyHeaders(res.headers)) : undefined;
+      const kept = res.statusCode === 304 ? refreshedPolicy(s.policy, s.policyReq, policyHeaders(res.headers), sentAt) : undefined;
       // a 304 that matches not leaves the entry stale: once past stale-while-revalidate, a
       // request revalidates in the foreground and fetches the body again
       if (kept) await ctx.store.updateMeta(s.id, { ...s.hit.meta, policy: persisted(kept) });
       return;
     }
     ctx.store.delete(s.id); // replaced by the new answer, or by none (see getMirror)
-    await ctx.fills.start(s.key, fillSpec(() => Promise.resolve(res))).done;
+    await ctx.fills.start(s.key, fillSpec(() => Promise.resolve({ ...res, sentAt }))).done;
   };
   void run()
     .catch((err: Error) => ctx.log.warn({ url: loggedPath(s.upath), err: err.message }, 'background revalidation failed; the entry stays stale'))

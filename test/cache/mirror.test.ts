@@ -206,6 +206,34 @@ t.test('mirror: stale-while-revalidate serves the stored copy and refreshes it i
   t.equal(up.count('/dists/InRelease'), 3, 'fresh again after the 304: no request');
 });
 
+t.test('mirror: an answer that comes later than its freshness lasts is stale when it comes, its age counted from the request (RFC 9111 §4.2.3): a new body, a 304', async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  let delay = 0;
+  up.handler = (req, res) => {
+    if (req.url !== '/dists/Slow') return false;
+    const headers = { 'cache-control': 'max-age=1', etag: '"v1"' };
+    setTimeout(() => (req.headers['if-none-match'] === '"v1"' ? reply(res, 304, headers) : reply(res, 200, headers, 'slow v1')), delay);
+    return true;
+  };
+  const { app, url } = await startCache(t, { upstream: upUrl, mirrors: { deb: { url: upUrl } } }, t.testdir());
+  const m = `${url}/mirror/deb/dists/Slow`;
+  const asked = () => up.count('/dists/Slow');
+  delay = 1300; // more than max-age=1: what upstream said may have changed by the time its answer comes
+  t.equal((await get(m)).body, 'slow v1');
+  await app.cache.fills.drain();
+  delay = 0;
+  const next = await get(m);
+  t.same([asked(), next.headers['x-cache']], [2, 'HIT'], 'the next request revalidates (a 304): the answer was 1.3 s old when it came');
+  t.equal((await get(m)).headers['x-cache'], 'HIT');
+  t.equal(asked(), 2, 'a 304 that came at once: fresh for its max-age');
+  await new Promise((r) => setTimeout(r, 1100)); // stale now
+  delay = 1300;
+  t.equal((await get(m)).headers['x-cache'], 'HIT', 'a slow 304');
+  delay = 0;
+  await get(m);
+  t.equal(asked(), 4, 'the next request revalidates again: the 304 was 1.3 s old when it came');
+});
+
 t.test('mirror: revalidations go upstream without the client\'s Host and hop-by-hop headers, as first fetches do', async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const upHost = new URL(upUrl).host;
