@@ -3,8 +3,10 @@
 // midway (the connection closed after a part of the body), stalls some for longer than the
 // cache's body timeout, and refuses every connection during an outage. Uploads (PUT) are
 // passed on with their body, and some are cut before the upstream's answer comes back.
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { pipeline, Transform } from 'node:stream';
 import { Agent, request } from 'undici';
 import { endToEnd, requestEndToEnd } from '../../src/cache/upstream.js';
 
@@ -39,6 +41,12 @@ interface ChaosOptions {
   readonly random: () => number;
   /** How long a stall holds the body (longer than the cache's body timeout). */
   readonly stallMs: number;
+  /**
+   * Told of each upload upstream accepted (a 2xx to a PUT), with the sha256 of the body passed
+   * on, as its answer's head comes back (whatever this proxy then does to the answer): when
+   * upstream took a version, as near as can be seen from outside it (a little after).
+   */
+  readonly onAccepted?: (path: string, hex: string) => void;
 }
 
 /** Writes `chunk`, waiting for room; throws once the client is gone (the rest is dropped with the upstream's body). */
@@ -81,12 +89,16 @@ export async function startChaosProxy(upstream: string, options: ChaosOptions): 
     counts[act]++;
     if (act === 'refuse') return void req.socket.destroy();
     state.phase = `${act}: asking upstream`;
+    const digest = method === 'PUT' ? createHash('sha256') : undefined;
+    const body = digest && pipeline(req, new Transform({ transform(chunk: Buffer, _enc, done) { digest.update(chunk); done(null, chunk); } }), () => undefined);
     const up = await request(`${upstream}${req.url ?? '/'}`, {
       method: method as 'GET',
       headers: requestEndToEnd(req.headers),
-      body: method === 'PUT' ? req : undefined,
+      body,
       dispatcher,
     });
+    // upstream answers an upload once it has read it whole: every chunk went through the digest
+    if (digest && up.statusCode >= 200 && up.statusCode < 300) options.onAccepted?.(req.url ?? '/', digest.digest('hex'));
     res.writeHead(up.statusCode, endToEnd(up.headers));
     state.phase = `${act}: passing the body on`;
     if (act === 'pass') {
