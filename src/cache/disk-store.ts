@@ -1146,6 +1146,9 @@ export class DiskStore {
    */
   #makeRoomFor(size: number): Promise<Reservation> {
     const turn = this.#roomTurns.then(async () => {
+      // One that waited behind a storage failure is refused with it, evicting nothing: the
+      // fills queued at that moment each counted (and logged) a failure of their own.
+      if (this.isFull()) throw new StorageError(`no room made for ${size} bytes: the disk refuses writes for now (a storage failure in the last 30 s)`);
       const lacking = size + FREE_MARGIN - this.#free.bytes;
       if (lacking > 0) {
         const freed = await this.makeRoom(lacking, true);

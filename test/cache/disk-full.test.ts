@@ -815,6 +815,25 @@ t.test('a disk held by something else: a large fill that evicting every object w
   t.equal(app.cache.store.failures, 1, 'a storage failure, as for any disk full of something else');
 });
 
+t.test('large fills that wait their turn to make room behind one that finds a storage failure are refused with it: one failure, one line logged, nothing evicted', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const small = [1, 1].map((n) => up.addBlob(n * MiB));
+  const large = [3, 3, 3, 3].map((n) => up.addBlob(n * MiB));
+  const { app, url } = await cacheOnTmpfs(t, 'makeroom-foreign-queued', upUrl);
+  const logs: string[] = [];
+  app.cache.store.useLogger(pino({ level: 'error' }, new Writable({ write(chunk: Buffer, _e, cb) { logs.push(chunk.toString()); cb(); } })));
+  for (const b of small) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  const filler = path.join(app.cache.store.dir, 'filler');
+  t.equal(fillUp(filler).code, 'ENOSPC', 'something else took the rest of the filesystem');
+  t.teardown(() => rmSync(filler, { force: true }));
+  const got = await Promise.all(large.map((b) => fetchHash(`${url}/cas/sha256/${b.hex}`)));
+  t.same(got.map((g) => [g.status, g.hash]), large.map((b) => [200, b.hex]), 'every large object passed through');
+  t.equal(app.cache.store.failures, 1, 'one storage failure, not one for each fill that waited its turn');
+  t.equal(logs.filter((l) => /cache storage failure/.test(l)).length, 1, 'logged once');
+  t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'none evicted');
+});
+
 t.test('a PUT takes room for its body before writing it, evicting nothing, and one larger than the cache is only forwarded: its copy filled the disk, and every fill had a cool-down', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   up.putCacheControl = 'public, max-age=31536000, immutable'; // what a PUT's answer says of a public blob: kept
