@@ -1149,12 +1149,17 @@ export class DiskStore {
       // One that waited behind a storage failure is refused with it, evicting nothing: the
       // fills queued at that moment each counted (and logged) a failure of their own.
       if (this.isFull()) throw new StorageError(`no room made for ${size} bytes: the disk refuses writes for now (a storage failure in the last 30 s)`);
+      // The disk's figure now, before evicting for it and again after: one up to a second old
+      // misses the room freed since (fills that ended without writing what they reserved,
+      // the evictions of other workers' fills), and the cache evicted objects for nothing,
+      // then took a lack of it for a failing disk. (Reservations taken meanwhile are counted:
+      // the figure is the disk's less what they have not written.)
+      this.#readFree();
       const lacking = size + FREE_MARGIN - this.#free.bytes;
       if (lacking > 0) {
         const freed = await this.makeRoom(lacking, true);
-        this.#free.bytes += freed; // after the wait: reservations taken meanwhile stay counted
+        this.#readFree(); // the evicted files unlinked: their room, but for those still being read
         if (this.#isHeldByReaders(lacking, freed)) throw new StorageError(`no space left for ${size} bytes: ${this.readBytes} bytes are held by bodies being read`);
-        // (reckoned after the wait: reservations taken meanwhile count too)
         const short = size + FREE_MARGIN - this.#free.bytes;
         if (short > 0 && this.isHeldByCache(short)) {
           const reserved = this.#reserved + this.#othersReserved.bytes;

@@ -815,6 +815,33 @@ t.test('a disk held by something else: a large fill that evicting every object w
   t.equal(app.cache.store.failures, 1, 'a storage failure, as for any disk full of something else');
 });
 
+t.test('room freed since the free-space figure was read (less than a second before) is seen before evicting: nothing evicted for a fill the disk has room for', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { up, upUrl } = await startUpstream(t);
+  const kept = [1, 1].map((n) => up.addBlob(n * MiB));
+  const reading = up.addBlob(MiB);
+  const later = up.addBlob(768 * 1024);
+  const { app, url } = await cacheOnTmpfs(t, 'makeroom-fresh-figure', upUrl);
+  for (const b of kept) await fetchHash(`${url}/cas/sha256/${b.hex}`);
+  await app.cache.fills.drain();
+  // Something else takes all but 2.5 MiB; a 1 MiB fill reads the figure (1.5 MiB left after
+  // it); then that room comes back. A 768 KiB fill, within the second, would find 1.5 MiB
+  // on the figure, less than it needs with the 1 MiB margin.
+  const filler = path.join(app.cache.store.dir, 'filler');
+  t.teardown(() => rmSync(filler, { force: true }));
+  const fs = statfsSync(app.cache.store.dir);
+  const fd = openSync(filler, 'w');
+  writeSync(fd, Buffer.alloc(fs.bavail * fs.bsize - 2.5 * MiB));
+  closeSync(fd);
+  t.equal((await fetchHash(`${url}/cas/sha256/${reading.hex}`)).hash, reading.hex);
+  await app.cache.fills.drain();
+  rmSync(filler);
+  t.equal((await fetchHash(`${url}/cas/sha256/${later.hex}`)).hash, later.hex);
+  await app.cache.fills.drain();
+  t.same(app.cache.store.evicted, { objects: 0, bytes: 0 }, 'nothing evicted: the disk had room');
+  t.same([...kept, reading, later].map((b) => app.cache.store.has(casId({ algo: 'sha256', hex: b.hex }))), [true, true, true, true], 'every object kept');
+  t.equal(app.cache.store.failures, 0, 'no storage failure');
+});
+
 t.test('large fills that wait their turn to make room behind one that finds a storage failure are refused with it: one failure, one line logged, nothing evicted', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
   const { up, upUrl } = await startUpstream(t);
   const small = [1, 1].map((n) => up.addBlob(n * MiB));
