@@ -411,6 +411,14 @@ async function fillThenLarger(get: (hex: string) => Promise<{ status: number; ha
   return [miss, await get(larger.hex)];
 }
 
+/** Resolves, for a blob's `hex`, once a cache on `dir` stored it whole (a claim under its name has mode 0). */
+function storedIn(dir: string): (hex: string) => Promise<void> {
+  return (hex) => {
+    const file = path.join(dir, casId({ algo: 'sha256', hex }));
+    return eventually('stored', () => existsSync(file) && (statSync(file).mode & 0o777) !== 0, 5000);
+  };
+}
+
 /** A one-process cache with a 7 MiB size limit (or `maxSize`) on an 8 MiB tmpfs of its own: its limit is about its filesystem's size. */
 async function cacheOnTmpfs(t: Test, name: string, upUrl: string, maxSize = '7MiB'): Promise<{ app: Awaited<ReturnType<typeof buildCacheServer>>; url: string }> {
   const { dir, unmount } = mountTmpfs('8m', name);
@@ -447,7 +455,7 @@ t.test('two workers, a disk that holds the whole budget: the primary evicts to m
     await unmount();
   });
   // A connection each: the workers take them in turn.
-  const stored = (hex: string) => eventually('stored', () => existsSync(path.join(dir, casId({ algo: 'sha256', hex }))) && (statSync(path.join(dir, casId({ algo: 'sha256', hex }))).mode & 0o777) !== 0, 5000);
+  const stored = storedIn(dir);
   const [miss, again] = await fillThenLarger((hex) => fetchHash(`${cache.url}/cas/sha256/${hex}`, {}, { fresh: true }), stored, blobs);
   t.same([miss!.status, miss!.hash], [200, blobs[5]!.hex], 'the larger object served');
   t.equal(again!.xcache, 'HIT', 'and kept');
@@ -456,6 +464,29 @@ t.test('two workers, a disk that holds the whole budget: the primary evicts to m
   t.same([stats.store.objects, stats.store.evictedObjects, stats.store.evictedBytes], [4, 2, 2 * MiB], 'two objects evicted for it');
   await eventually('the workers heard of the evictions', async () => /fleetcache_cache_evicted_objects_total\{[^}]*\} 2\n/.test(await (await request(`${cache.url}/-/metrics`)).body.text()), 5000);
   t.pass('in /-/metrics too');
+  t.notMatch(cache.stderr(), /storage failure/, 'no storage failure logged');
+});
+
+t.test('two workers: a large fill right after another worker\'s committed finds that object kept, counted and evictable, not room held by nothing', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
+  const { dir, unmount } = mountTmpfs('8m', 'commit-reported');
+  const { up, upUrl } = await startUpstream(t);
+  const blobs = [4, 4, 4, 4, 4].map((n) => up.addBlob(n * MiB));
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '7MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  t.teardown(async () => {
+    await cache.stop();
+    await unmount();
+  });
+  // A connection each: the workers take them in turn. Each asks once the one before is on
+  // disk (that worker's report of it was up to 200 ms away, the race each time): its
+  // reservation lacks about a MiB that only evicting the one before can make.
+  const stored = storedIn(dir);
+  for (const b of blobs) {
+    const got = await fetchHash(`${cache.url}/cas/sha256/${b.hex}`, {}, { fresh: true });
+    t.same([got.status, got.hash], [200, b.hex], 'served');
+    await stored(b.hex);
+  }
+  const stats = (await (await request(`${cache.url}/-/stats`)).body.json()) as { store: { full: boolean; evictedObjects: number } };
+  t.same([stats.store.full, stats.store.evictedObjects], [false, 4], 'each kept, the one before evicted for it; no cool-down');
   t.notMatch(cache.stderr(), /storage failure/, 'no storage failure logged');
 });
 

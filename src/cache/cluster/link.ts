@@ -166,15 +166,23 @@ export class ClusterLink {
     const held = this.#reserved;
     if (sameReserved(held, this.#reportedReserved)) return;
     this.#reportedReserved = held;
+    // The commits first: a fill's reservation ends at its commit, and until the commit's report
+    // (up to 200 ms later) its room was counted by nothing the other workers know, neither
+    // reserved nor kept: a fill that lacked room then took it for a failing disk.
+    this.#sendCommitted();
     this.#outbox.push({ t: 'reserved', ...held });
+  }
+
+  #sendCommitted(): void {
+    if (this.#committed.length > 0) this.#outbox.push({ t: 'committed', entries: this.#committed });
+    this.#committed = [];
   }
 
   /** Sends what is queued now (the commits, hits, bodies read and count of fills gathered since the last flush, and the tallies, too). */
   flush(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#committed.length > 0) this.#outbox.push({ t: 'committed', entries: this.#committed });
-    this.#committed = [];
+    this.#sendCommitted();
     if (this.#touched.length > 0) this.#outbox.push({ t: 'touched', ids: this.#touched });
     this.#touched = [];
     if (this.#reading.size > 0) this.#outbox.push(readingReport(this.#reading));
@@ -236,6 +244,7 @@ export class ClusterLink {
     const answer = await this.#ask<Extract<Reply, { t: 'room' }>>({ t: 'room', req: 0, bytes, whole });
     this.readBytes = answer.readBytes;
     this.othersReserved = answer.othersReserved;
+    this.store = answer.store; // fresher than the last broadcast (STORE_BROADCAST_MS): what holds the room now
     return answer.freed;
   }
 

@@ -387,7 +387,7 @@ export async function runCachePrimary(config: CacheConfig, workers: number, log:
       case 'room':
         // never rejects in practice (unlink failures are ignored); an answer is owed either way
         void store.makeRoom(m.bytes, m.whole).catch(() => 0).then((freed) => {
-          send(id, { t: 'room', req: m.req, freed, readBytes: store.readBytes, othersReserved: othersReserved(id) });
+          send(id, { t: 'room', req: m.req, freed, readBytes: store.readBytes, othersReserved: othersReserved(id), store: figures() });
           broadcastFiguresSoon();
         });
         return;

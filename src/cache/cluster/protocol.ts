@@ -62,9 +62,10 @@ export type PrimaryMessage =
   | { readonly t: 'tally?'; readonly req: number }
   /**
    * The answer to 'room', once the evicted files are unlinked; `readBytes`: the bytes of the
-   * bodies every worker reads then; `othersReserved`: the room the other workers' reservations hold.
+   * bodies every worker reads then; `othersReserved`: the room the other workers' reservations
+   * hold; `store`: the index's figures then (what the objects kept hold).
    */
-  | { readonly t: 'room'; readonly req: number; readonly freed: number; readonly readBytes: number; readonly othersReserved: Reserved }
+  | { readonly t: 'room'; readonly req: number; readonly freed: number; readonly readBytes: number; readonly othersReserved: Reserved; readonly store: StoreFigures }
   /** The room the other workers' reservations in progress hold changed: `others` now. */
   | { readonly t: 'reserved'; readonly others: Reserved }
   | { readonly t: 'metrics?'; readonly req: number };
