@@ -411,6 +411,17 @@ async function fillThenLarger(get: (hex: string) => Promise<{ status: number; ha
   return [miss, await get(larger.hex)];
 }
 
+/** A cache of two workers (a process, `--workers 2`) with a 7 MiB size limit on an 8 MiB tmpfs of its own (`dir`), stopped, and the tmpfs removed, when `t` ends. */
+async function workersOnTmpfs(t: Test, name: string, upUrl: string): Promise<{ dir: string; cache: RunningServer }> {
+  const { dir, unmount } = mountTmpfs('8m', name);
+  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '7MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
+  t.teardown(async () => {
+    await cache.stop();
+    await unmount();
+  });
+  return { dir, cache };
+}
+
 /** Resolves, for a blob's `hex`, once a cache on `dir` stored it whole (a claim under its name has mode 0). */
 function storedIn(dir: string): (hex: string) => Promise<void> {
   return (hex) => {
@@ -446,14 +457,9 @@ t.test('a disk that holds the whole budget: the least recently used objects make
 });
 
 t.test('two workers, a disk that holds the whole budget: the primary evicts to make room for a worker\'s fill', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const { dir, unmount } = mountTmpfs('8m', 'makeroom-workers');
   const { up, upUrl } = await startUpstream(t);
   const blobs = [1, 1, 1, 1, 1, 3].map((n) => up.addBlob(n * MiB));
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '7MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  t.teardown(async () => {
-    await cache.stop();
-    await unmount();
-  });
+  const { dir, cache } = await workersOnTmpfs(t, 'makeroom-workers', upUrl);
   // A connection each: the workers take them in turn.
   const stored = storedIn(dir);
   const [miss, again] = await fillThenLarger((hex) => fetchHash(`${cache.url}/cas/sha256/${hex}`, {}, { fresh: true }), stored, blobs);
@@ -468,14 +474,9 @@ t.test('two workers, a disk that holds the whole budget: the primary evicts to m
 });
 
 t.test('two workers: a large fill right after another worker\'s committed finds that object kept, counted and evictable, not room held by nothing', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const { dir, unmount } = mountTmpfs('8m', 'commit-reported');
   const { up, upUrl } = await startUpstream(t);
   const blobs = [4, 4, 4, 4, 4].map((n) => up.addBlob(n * MiB));
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '7MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  t.teardown(async () => {
-    await cache.stop();
-    await unmount();
-  });
+  const { dir, cache } = await workersOnTmpfs(t, 'commit-reported', upUrl);
   // A connection each: the workers take them in turn. Each asks once the one before is on
   // disk (that worker's report of it was up to 200 ms away, the race each time): its
   // reservation lacks about a MiB that only evicting the one before can make.
@@ -508,15 +509,10 @@ t.test('two large fills at once on a disk that holds the whole budget: the secon
 });
 
 t.test('two workers, large fills in progress in both on a disk that holds the whole budget: a fill counts the room the other worker\'s fills reserved, and finding none left passes through, with no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const { dir, unmount } = mountTmpfs('8m', 'held-by-fills-workers');
   const { up, upUrl } = await startUpstream(t);
   const large = [3, 3].map((n) => up.addBlob(n * MiB));
   const third = up.addBlob(2.5 * MiB);
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '7MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  t.teardown(async () => {
-    await cache.stop();
-    await unmount();
-  });
+  const { dir, cache } = await workersOnTmpfs(t, 'held-by-fills-workers', upUrl);
   // A connection each (the workers take them in turn): a large fill in each worker, each body
   // over about a second and a half; the third asks the first worker while both have reserved
   // their room and written little of it, and nothing kept is there to evict. Counting only its
@@ -538,14 +534,9 @@ t.test('two workers, large fills in progress in both on a disk that holds the wh
 });
 
 t.test('two workers, two large fills whose answers come at the same moment on a disk that holds neither beside the other: no storage failure', { skip: isRoot ? false : 'needs root to mount a tmpfs' }, async (t) => {
-  const { dir, unmount } = mountTmpfs('8m', 'same-moment-workers');
   const { up, upUrl } = await startUpstream(t);
   const large = [4.5, 4.5].map((n) => up.addBlob(n * MiB));
-  const cache = await startServerProcess(t, ['cache', '--upstream', upUrl, '--listen', '127.0.0.1:0', '--data', dir, '--workers', '2', '--max-size', '7MiB'], { FLEETCACHE_LOG_LEVEL: 'warn' });
-  t.teardown(async () => {
-    await cache.stop();
-    await unmount();
-  });
+  const { cache } = await workersOnTmpfs(t, 'same-moment-workers', upUrl);
   // A connection each (the workers take them in turn); both answers held until both were
   // asked, then let go at once: each worker reserves its room before the primary can tell it
   // of the other's, and both write until the disk is full. The other fill holds the room:
