@@ -5,8 +5,10 @@
 // small for bench/cache.ts's three rounds to show. Not recorded in RESULTS.md.
 //   hot:  10,000 objects fetched once, then asked by wrk until every worker holds them;
 //         rounds of wrk (64 connections).
-//   cold: rounds of fresh objects, 32 at a time, after a warm-up of as many.
-// Run: node --import tsx bench/ab-cache.ts hot|cold [--rounds N] [--seconds S] SIDE...
+//   cold: rounds of fresh objects, 32 at a time, after a warm-up of as many. A side
+//         ending in `:hot` has served the hot load (10,000 objects once, then 10 s of
+//         wrk) before the rounds: what a long-running cache's misses cost after its hits.
+// Run: node --import tsx bench/ab-cache.ts hot|cold [--rounds N] [--seconds S] SIDE[:hot]...
 // where SIDE is a fleetcache source tree (e.g. `git worktree add /tmp/base HEAD~1`, with
 // node_modules linked; each is built first and runs compiled), `reference` or
 // `reference-raw` (lib/floor-proxy.ts on node:http, or on the socket).
@@ -47,12 +49,15 @@ async function main(): Promise<void> {
     stops.push(origin.stop);
     await mkdir(join(origin.root, 'cas', 'sha256'), { recursive: true });
     const objects = await writeBlobs(origin.root, figure === 'hot' ? HOT : COLD * (ROUNDS + 1) * trees.length);
-    const script = figure === 'hot' ? await writeWrkScript(dir, objects) : '';
+    const hotFirst = figure === 'cold' && trees.some((spec) => spec.endsWith(':hot'));
+    const hotObjects = figure === 'hot' ? objects : hotFirst ? await writeBlobs(origin.root, HOT) : [];
+    const script = hotObjects.length > 0 ? await writeWrkScript(dir, hotObjects) : '';
     let taken = 0;
     const fresh = (): string[] => objects.slice(taken, (taken += COLD));
     const sides: Side[] = [];
     for (const [i, spec] of trees.entries()) {
-      const [tree = '', ...nodeArgs] = spec.split('+');
+      const afterHot = figure === 'cold' && spec.endsWith(':hot');
+      const [tree = '', ...nodeArgs] = spec.replace(/:hot$/, '').split('+');
       const data = join(dataDir, `side-${i}`);
       const p = tree === 'reference' || tree === 'reference-raw'
         ? await startReference(origin.url, data, WORKERS, tree === 'reference-raw')
@@ -60,12 +65,11 @@ async function main(): Promise<void> {
       stops.push(p.stop);
       const side: Side = { name: `${'ABCDEFGH'[i]} ${spec}`, url: p.url, pid: p.child.pid!, rates: [], cpu: [] };
       process.stderr.write(`${side.name}: warm-up\n`);
-      if (figure === 'hot') {
-        await pool(objects, 64, async (o) => void (await download(agent, side.url, o, 0)));
-        await runWrk(side.url, script, 6);
-      } else {
-        await pool(fresh(), 32, async (o) => void (await download(agent, side.url, o, 0)));
+      if (figure === 'hot' || afterHot) {
+        await pool(hotObjects, 64, async (o) => void (await download(agent, side.url, o, 0)));
+        await runWrk(side.url, script, afterHot ? 10 : 6);
       }
+      if (figure === 'cold') await pool(fresh(), 32, async (o) => void (await download(agent, side.url, o, 0)));
       sides.push(side);
     }
     for (let r = 0; r < ROUNDS; r++) {
