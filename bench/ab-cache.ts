@@ -3,6 +3,9 @@
 // so that the machine's drift (±15-40% within minutes on a shared guest) touches all of
 // them alike, and the medians of server CPU per request are compared. For changes too
 // small for bench/cache.ts's three rounds to show. Not recorded in RESULTS.md.
+// The first side measures slower than the same tree in another place (about 7% in the cold
+// runs of 2026-12-08, though the order of the sides alternates each round): run each
+// comparison twice, the order of the sides swapped, and take both.
 //   hot:  10,000 objects fetched once, then asked by wrk until every worker holds them;
 //         rounds of wrk (64 connections).
 //   cold: rounds of fresh objects, 32 at a time, after a warm-up of as many. A side

@@ -1,9 +1,10 @@
 // Small bodies held in memory for hits (disk-store.ts), copied into slabs of 1 MiB rather than
 // kept one buffer each. Each buffer of its own is a malloc'd block and an ArrayBuffer that
-// every full collection sweeps: a process holding 16,000 of them (the 64 MiB budget of
-// 4 KiB bodies, after a day of hot small objects) paid for them on every later cold miss,
-// in the collector and in malloc's search through a heap they left fragmented
-// (bench/RESULTS.md, "cold small after hot small").
+// every full collection sweeps, and a process holding 16,000 of them (the 64 MiB budget of
+// 4 KiB bodies) spends 10-20% more CPU on each later cold miss than one holding none. Slabs
+// take a small part of that away (about 4%, within the noise of the measure: bench/RESULTS.md,
+// "cold small after hot small"), and bound the memory the bodies really take, malloc's
+// overhead and the holes they leave included.
 //
 // A slab's bytes are never written again once handed out (a body may still be queued on a
 // socket after its entry is gone): slabs are filled from their start to their end, and
